@@ -1,0 +1,200 @@
+package api
+
+import (
+	"net/http"
+	"regexp"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/confab-chat/confab/repository"
+	"github.com/gin-gonic/gin"
+)
+
+// tokenCookie carries the access token to the stream endpoints, for
+// EventSource, which cannot send headers. It is scoped to /v1/events and
+// SameSite=Strict, and no state-changing endpoint reads it.
+const tokenCookie = "confab_token"
+
+var usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
+
+type credentials struct {
+	Username    string `json:"username"`
+	Password    string `json:"password"`
+	DisplayName string `json:"display_name"`
+}
+
+type tokensResponse struct {
+	User         *repository.User `json:"user"`
+	AccessToken  string           `json:"access_token"`
+	RefreshToken string           `json:"refresh_token"`
+	ExpiresIn    int              `json:"expires_in"`
+}
+
+// register creates an account and logs it in.
+func (s *Server) register(c *gin.Context) {
+	var in credentials
+	if !decode(c, &in) {
+		return
+	}
+	if msg := validateCredentials(in); msg != "" {
+		problem(c, http.StatusBadRequest, CodeInvalidField, msg)
+		return
+	}
+	if in.DisplayName == "" {
+		in.DisplayName = in.Username
+	}
+	hash, err := s.passwords.hash(c.Request.Context(), in.Password)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	u, err := s.store.CreateUser(c.Request.Context(), in.Username, in.DisplayName, hash)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.issueTokens(c, http.StatusCreated, u, "")
+}
+
+func validateCredentials(in credentials) string {
+	switch {
+	case !usernameRE.MatchString(in.Username):
+		return "username must be 3-32 characters of a-z, 0-9, '_', '.', '-'"
+	case len(in.Password) < 8 || len(in.Password) > 256:
+		return "password must be 8-256 bytes"
+	case utf8.RuneCountInString(in.DisplayName) > 64:
+		return "display_name must be at most 64 characters"
+	}
+	for _, r := range in.DisplayName {
+		if unicode.IsControl(r) {
+			return "display_name must not contain control characters"
+		}
+	}
+	return ""
+}
+
+// login exchanges a username and password for tokens. An unknown username
+// and a wrong password get the same answer in about the same time, and
+// failures are rate limited per username and per client address.
+func (s *Server) login(c *gin.Context) {
+	var in struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if !decode(c, &in) {
+		return
+	}
+	if in.Username == "" || in.Password == "" || len(in.Password) > 256 {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "username and password are required")
+		return
+	}
+	userKey, addrKey := "u:"+in.Username, "a:"+c.ClientIP()
+	for _, l := range []struct {
+		lim *limiters
+		key string
+	}{{s.userFails, userKey}, {s.addrFails, addrKey}} {
+		if blocked, retry := l.lim.blocked(l.key); blocked {
+			tooMany(c, retry)
+			return
+		}
+	}
+	ctx := c.Request.Context()
+	u, err := s.store.UserByUsername(ctx, in.Username)
+	hash := u.PasswordHash
+	if err == repository.ErrNotFound {
+		hash = "" // verify against the dummy: same cost as a real check
+	} else if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ok, err := s.passwords.verify(ctx, hash, in.Password)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if !ok {
+		s.userFails.allow(userKey)
+		s.addrFails.allow(addrKey)
+		problem(c, http.StatusUnauthorized, CodeInvalidCredentials, "")
+		return
+	}
+	s.issueTokens(c, http.StatusOK, u, "")
+}
+
+// refresh rotates a refresh token.
+func (s *Server) refresh(c *gin.Context) {
+	var in struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if !decode(c, &in) {
+		return
+	}
+	if in.RefreshToken == "" {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "refresh_token is required")
+		return
+	}
+	uid, next, err := s.store.RotateRefreshToken(c.Request.Context(), in.RefreshToken, s.cfg.RefreshTTL)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	u, err := s.store.UserByID(c.Request.Context(), uid)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.issueTokens(c, http.StatusOK, u, next)
+}
+
+// logout revokes the refresh token's family and clears the cookie.
+func (s *Server) logout(c *gin.Context) {
+	var in struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if !decode(c, &in) {
+		return
+	}
+	if in.RefreshToken == "" {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "refresh_token is required")
+		return
+	}
+	if err := s.store.RevokeRefreshToken(c.Request.Context(), in.RefreshToken); err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.setTokenCookie(c, "", -1)
+	c.Status(http.StatusNoContent)
+}
+
+// issueTokens answers with a fresh access token and the given refresh token
+// (a new family when empty), and sets the stream cookie.
+func (s *Server) issueTokens(c *gin.Context, status int, u *repository.User, refresh string) {
+	access, exp, err := s.tokens.issue(u.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if refresh == "" {
+		if refresh, err = s.store.CreateRefreshToken(c.Request.Context(), u.ID, s.cfg.RefreshTTL); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	ttl := int(time.Until(exp).Seconds())
+	s.setTokenCookie(c, access, ttl)
+	c.Header("Cache-Control", "no-store")
+	c.JSON(status, tokensResponse{User: u, AccessToken: access, RefreshToken: refresh, ExpiresIn: ttl})
+}
+
+func (s *Server) setTokenCookie(c *gin.Context, value string, maxAge int) {
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name:     tokenCookie,
+		Value:    value,
+		Path:     "/v1/events",
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   s.cfg.SecureCookies || c.Request.TLS != nil,
+		SameSite: http.SameSiteStrictMode,
+	})
+}

@@ -1,0 +1,102 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/confab-chat/confab/repository"
+	"github.com/gin-gonic/gin"
+)
+
+const maxMessageChars = 4000
+
+// sendMessage stores a message and hands its events to the real-time core.
+// A retry with the same client_msg_id answers 200 with the stored message.
+func (s *Server) sendMessage(c *gin.Context) {
+	var in struct {
+		Body        string  `json:"body"`
+		ClientMsgID *string `json:"client_msg_id"`
+	}
+	if !decode(c, &in) {
+		return
+	}
+	if msg := validateBody(in.Body); msg != "" {
+		problem(c, http.StatusBadRequest, CodeInvalidField, msg)
+		return
+	}
+	if in.ClientMsgID != nil && (len(*in.ClientMsgID) == 0 || len(*in.ClientMsgID) > 64) {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "client_msg_id must be 1-64 characters")
+		return
+	}
+	msg, created, ptrs, err := s.store.SendMessage(c.Request.Context(), userID(c), c.Param("id"), in.Body, in.ClientMsgID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.pub.Committed(ptrs)
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.JSON(status, msg)
+}
+
+func validateBody(body string) string {
+	n := utf8.RuneCountInString(body)
+	switch {
+	case strings.TrimSpace(body) == "":
+		return "body must not be empty"
+	case n > maxMessageChars:
+		return "body must be at most " + strconv.Itoa(maxMessageChars) + " characters"
+	case strings.ContainsRune(body, 0):
+		return "body must not contain NUL"
+	}
+	return ""
+}
+
+// listMessages pages through history, newest page first, oldest first
+// within a page.
+func (s *Server) listMessages(c *gin.Context) {
+	limit := 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			problem(c, http.StatusBadRequest, CodeInvalidField, "limit must be an integer from 1 to 100")
+			return
+		}
+		limit = n
+	}
+	msgs, more, err := s.store.Messages(c.Request.Context(), userID(c), c.Param("id"), c.Query("before"), limit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := make([]*repository.Message, len(msgs))
+	for i := range msgs {
+		out[i] = &msgs[i]
+	}
+	c.JSON(http.StatusOK, gin.H{"messages": out, "has_more": more})
+}
+
+// markRead moves the caller's read marker.
+func (s *Server) markRead(c *gin.Context) {
+	var in struct {
+		MessageID string `json:"message_id"`
+	}
+	if !decode(c, &in) {
+		return
+	}
+	if in.MessageID == "" {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "message_id is required")
+		return
+	}
+	ptrs, err := s.store.MarkRead(c.Request.Context(), userID(c), c.Param("id"), in.MessageID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.pub.Committed(ptrs)
+	c.Status(http.StatusNoContent)
+}

@@ -1,0 +1,151 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+const (
+	ctxRequestID = "confab.request_id"
+	ctxUserID    = "confab.user_id"
+	ctxTokenExp  = "confab.token_exp"
+)
+
+func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+// userID is the authenticated caller; set by the auth middleware.
+func userID(c *gin.Context) string { return c.GetString(ctxUserID) }
+
+// requestLog assigns a request id and logs one line per request. The query
+// string is logged with access_token redacted; bodies and headers never are.
+func (s *Server) requestLog(c *gin.Context) {
+	id := c.GetHeader("X-Request-Id")
+	if id == "" || len(id) > 64 {
+		b := make([]byte, 8)
+		rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-Id", id)
+	start := time.Now()
+	c.Next()
+	level := slog.LevelInfo
+	if c.Writer.Status() >= 500 {
+		level = slog.LevelError
+	}
+	s.log.LogAttrs(c.Request.Context(), level, "request",
+		slog.String("request_id", id),
+		slog.String("method", c.Request.Method),
+		slog.String("path", c.Request.URL.Path),
+		slog.String("query", redactQuery(c.Request.URL.RawQuery)),
+		slog.Int("status", c.Writer.Status()),
+		slog.Duration("duration", time.Since(start)),
+		slog.String("user_id", userID(c)),
+	)
+}
+
+// redactQuery hides secrets that may ride in the query string.
+func redactQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "token") {
+			q[k] = []string{"REDACTED"}
+		}
+	}
+	return q.Encode()
+}
+
+// recoverer turns a panic into a logged 500 problem.
+func (s *Server) recoverer(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic", slog.String("request_id", requestID(c)), slog.String("panic", fmt.Sprint(v)), slog.String("stack", string(debug.Stack())))
+			if !c.Writer.Written() {
+				problem(c, http.StatusInternalServerError, CodeInternal, "request id "+requestID(c))
+			}
+		}
+	}()
+	c.Next()
+}
+
+// limitBody caps every request body; decode turns the overflow into 413.
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		problem(c, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("at most %d bytes", s.cfg.MaxBodyBytes))
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	c.Next()
+}
+
+// cors allows the configured browser origins to call the API with a bearer
+// token. Cookies are never allowed cross-origin.
+func (s *Server) cors(c *gin.Context) {
+	origin := c.GetHeader("Origin")
+	if origin == "" || !(slices.Contains(s.cfg.CORSOrigins, origin) || slices.Contains(s.cfg.CORSOrigins, "*")) {
+		c.Next()
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "Retry-After, X-Request-Id")
+	if c.Request.Method == http.MethodOptions && c.GetHeader("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, X-Request-Id")
+		h.Set("Access-Control-Max-Age", "600")
+		c.AbortWithStatus(http.StatusNoContent)
+		return
+	}
+	c.Next()
+}
+
+// requireBearer authenticates state-changing and data endpoints by the
+// Authorization header only: accepting the cookie here would open CSRF.
+func (s *Server) requireBearer(c *gin.Context) {
+	s.authenticate(c, bearerToken(c))
+}
+
+func bearerToken(c *gin.Context) string {
+	h := c.GetHeader("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) authenticate(c *gin.Context, raw string) {
+	if raw == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="confab"`)
+		problem(c, http.StatusUnauthorized, CodeUnauthorized, "missing access token")
+		return
+	}
+	uid, exp, err := s.tokens.parse(raw)
+	if err != nil {
+		c.Header("WWW-Authenticate", `Bearer realm="confab", error="invalid_token"`)
+		problem(c, http.StatusUnauthorized, CodeUnauthorized, "invalid or expired access token")
+		return
+	}
+	c.Set(ctxUserID, uid)
+	c.Set(ctxTokenExp, exp)
+	c.Next()
+}

@@ -1,0 +1,142 @@
+// Package api is confab's HTTP layer: the Gin router, middleware, one file
+// per resource, and the one function that turns errors into problem+json.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	confab "github.com/confab-chat/confab"
+	"github.com/confab-chat/confab/repository"
+	"github.com/gin-gonic/gin"
+)
+
+// Config is what the HTTP layer needs; cmd/confab fills it.
+type Config struct {
+	JWTSecret  []byte
+	Issuer     string
+	Audience   string
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+
+	MaxBodyBytes    int64
+	MaxGroupMembers int
+	CORSOrigins     []string
+	TrustedProxies  []string
+	// SecureCookies marks the token cookie Secure (set when serving TLS or
+	// behind a TLS-terminating proxy).
+	SecureCookies bool
+
+	HashParams      HashParams
+	HashConcurrency int
+
+	// Failed logins allowed per username and per client address: a burst,
+	// then one per interval.
+	LoginFailuresPerUser int
+	LoginFailuresPerAddr int
+	LoginFailureInterval time.Duration
+}
+
+// DefaultConfig returns production defaults (the secret is left empty).
+func DefaultConfig() Config {
+	return Config{
+		Issuer:               "confab",
+		Audience:             "confab",
+		AccessTTL:            15 * time.Minute,
+		RefreshTTL:           30 * 24 * time.Hour,
+		MaxBodyBytes:         64 << 10,
+		MaxGroupMembers:      1000,
+		HashParams:           DefaultHashParams,
+		HashConcurrency:      4,
+		LoginFailuresPerUser: 10,
+		LoginFailuresPerAddr: 50,
+		LoginFailureInterval: 30 * time.Second,
+	}
+}
+
+// Publisher is how handlers hand committed durable events to the real-time
+// core. It must not block.
+type Publisher interface {
+	Committed(ptrs []repository.Pointer)
+}
+
+// Server holds the dependencies of the handlers.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *repository.Store
+	pub       Publisher
+	tokens    *tokens
+	passwords *passwords
+	userFails *limiters
+	addrFails *limiters
+	// ready reports extra readiness conditions (the listener); nil: none.
+	ready func(context.Context) error
+}
+
+// Options are the optional parts of a Server.
+type Options struct {
+	Publisher Publisher
+	// Ready is consulted by /readyz after the database ping.
+	Ready func(context.Context) error
+}
+
+// New builds the HTTP layer.
+func New(cfg Config, log *slog.Logger, store *repository.Store, opts Options) *Server {
+	s := &Server{
+		cfg:       cfg,
+		log:       log,
+		store:     store,
+		pub:       opts.Publisher,
+		ready:     opts.Ready,
+		tokens:    newTokens(cfg.JWTSecret, cfg.Issuer, cfg.Audience, cfg.AccessTTL),
+		passwords: newPasswords(cfg.HashParams, cfg.HashConcurrency),
+		userFails: newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerUser),
+		addrFails: newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerAddr),
+	}
+	if s.pub == nil {
+		s.pub = nopPublisher{}
+	}
+	return s
+}
+
+type nopPublisher struct{}
+
+func (nopPublisher) Committed([]repository.Pointer) {}
+
+// Handler returns the router. Every route is here, top to bottom.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.SetTrustedProxies(s.cfg.TrustedProxies) //nolint:errcheck // validated in cmd
+	r.Use(s.recoverer, s.requestLog, s.cors, s.limitBody)
+	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, CodeNotFound, "no such route") })
+	r.NoMethod(func(c *gin.Context) { problem(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "") })
+
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", confab.OpenAPI) })
+
+	v1 := r.Group("/v1")
+	v1.POST("/auth/register", s.register)
+	v1.POST("/auth/login", s.login)
+	v1.POST("/auth/refresh", s.refresh)
+	v1.POST("/auth/logout", s.logout)
+
+	authed := v1.Group("", s.requireBearer)
+	authed.GET("/me", s.me)
+	authed.GET("/users", s.searchUsers)
+	authed.POST("/conversations", s.createConversation)
+	authed.GET("/conversations", s.listConversations)
+	authed.GET("/conversations/:id", s.getConversation)
+	authed.POST("/conversations/:id/members", s.addMember)
+	authed.DELETE("/conversations/:id/members/:user_id", s.removeMember)
+	authed.POST("/conversations/:id/messages", s.sendMessage)
+	authed.GET("/conversations/:id/messages", s.listMessages)
+	authed.POST("/conversations/:id/read", s.markRead)
+	return r
+}

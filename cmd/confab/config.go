@@ -1,0 +1,141 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/confab-chat/confab/api"
+)
+
+// Config is everything `confab serve` can be told, from flags or CONFAB_*
+// environment variables (a flag wins over the environment).
+type Config struct {
+	Addr          string
+	DatabaseURL   string
+	ListenURL     string
+	SQLitePath    string
+	NodeID        string
+	NoMigrate     bool
+	TLSCert       string
+	TLSKey        string
+	JWTSecret     string
+	LogFormat     string
+	LogLevel      string
+	ShutdownGrace time.Duration
+	DBMaxConns    int
+
+	API api.Config
+}
+
+// envFlags binds each flag to its CONFAB_ variable.
+type envFlags struct {
+	fs  *flag.FlagSet
+	err error
+}
+
+func (e *envFlags) env(name string) (string, bool) {
+	return os.LookupEnv("CONFAB_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+}
+
+func (e *envFlags) String(p *string, name, def, usage string) {
+	if v, ok := e.env(name); ok {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, usage)
+}
+
+func (e *envFlags) Bool(p *bool, name string, def bool, usage string) {
+	if v, ok := e.env(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.err = fmt.Errorf("CONFAB_%s: %w", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), err)
+		}
+		def = b
+	}
+	e.fs.BoolVar(p, name, def, usage)
+}
+
+func (e *envFlags) Int(p *int, name string, def int, usage string) {
+	if v, ok := e.env(name); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.err = fmt.Errorf("CONFAB_%s: %w", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), err)
+		}
+		def = n
+	}
+	e.fs.IntVar(p, name, def, usage)
+}
+
+func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, usage string) {
+	if v, ok := e.env(name); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.err = fmt.Errorf("CONFAB_%s: %w", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), err)
+		}
+		def = d
+	}
+	e.fs.DurationVar(p, name, def, usage)
+}
+
+// parseConfig reads the serve configuration from args and the environment.
+func parseConfig(args []string) (*Config, error) {
+	cfg := &Config{API: api.DefaultConfig()}
+	fs := flag.NewFlagSet("confab serve", flag.ContinueOnError)
+	e := &envFlags{fs: fs}
+	host, _ := os.Hostname()
+	var cors, proxies string
+	maxBody := int(cfg.API.MaxBodyBytes)
+	e.String(&cfg.Addr, "addr", ":8080", "listen address")
+	e.String(&cfg.DatabaseURL, "database-url", "", "Postgres URL (postgres://...); empty: embedded SQLite")
+	e.String(&cfg.ListenURL, "listen-database-url", "", "Postgres URL for LISTEN when database-url goes through a transaction pooler")
+	e.String(&cfg.SQLitePath, "sqlite-path", "confab.db", "SQLite database file when no database URL is set")
+	e.String(&cfg.NodeID, "node-id", host+"-"+strconv.Itoa(os.Getpid()), "this node's id (sessions, notifications)")
+	e.Bool(&cfg.NoMigrate, "no-migrate", false, "do not migrate on start (refuse to serve on an old schema)")
+	e.String(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (serves HTTPS and HTTP/2)")
+	e.String(&cfg.TLSKey, "tls-key", "", "TLS key file")
+	e.String(&cfg.JWTSecret, "jwt-secret", "", "JWT signing secret, at least 32 bytes; empty: generated once and kept in the database")
+	e.String(&cfg.LogFormat, "log-format", "", "json or text; default: text on a terminal, else json")
+	e.String(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	e.Duration(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for requests to finish")
+	e.Int(&cfg.DBMaxConns, "db-max-conns", 20, "Postgres pool size")
+	e.Duration(&cfg.API.AccessTTL, "access-ttl", cfg.API.AccessTTL, "access token lifetime")
+	e.Duration(&cfg.API.RefreshTTL, "refresh-ttl", cfg.API.RefreshTTL, "refresh token lifetime")
+	e.String(&cors, "cors-origins", "", "comma-separated browser origins allowed to call the API (* for any)")
+	e.String(&proxies, "trusted-proxies", "", "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is trusted")
+	e.Bool(&cfg.API.SecureCookies, "secure-cookies", false, "mark the token cookie Secure (behind a TLS proxy)")
+	e.Int(&maxBody, "max-body-bytes", maxBody, "request body limit in bytes")
+	e.Int(&cfg.API.MaxGroupMembers, "max-group-members", cfg.API.MaxGroupMembers, "members per group")
+	if e.err != nil {
+		return nil, e.err
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	cfg.API.MaxBodyBytes = int64(maxBody)
+	cfg.API.CORSOrigins = splitList(cors)
+	cfg.API.TrustedProxies = splitList(proxies)
+	if cfg.JWTSecret != "" && len(cfg.JWTSecret) < 32 {
+		return nil, fmt.Errorf("jwt-secret must be at least 32 bytes")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, fmt.Errorf("tls-cert and tls-key go together")
+	}
+	if cfg.ListenURL == "" {
+		cfg.ListenURL = cfg.DatabaseURL
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

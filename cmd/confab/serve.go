@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/confab-chat/confab/api"
+	"github.com/confab-chat/confab/repository"
+)
+
+// Main wires the server together: it opens the store, builds the services
+// and runs the HTTP server until the context ends. Nothing else happens here.
+type Main struct {
+	cfg *Config
+	log *slog.Logger
+
+	// Set once Run is listening (tests read them).
+	ready chan struct{}
+	addr  net.Addr
+}
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (m *Main) Run(ctx context.Context) error {
+	store, err := repository.Open(ctx, repository.Options{URL: m.cfg.DatabaseURL, SQLitePath: m.cfg.SQLitePath, MaxOpenConns: m.cfg.DBMaxConns})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	m.log.Info("store opened", slog.String("dialect", store.Dialect()))
+
+	if !m.cfg.NoMigrate {
+		applied, err := store.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
+			m.log.Info("migrated", slog.Any("applied", applied))
+		}
+	}
+	if err := store.CheckSchema(ctx); err != nil {
+		return err
+	}
+
+	apiCfg := m.cfg.API
+	if apiCfg.JWTSecret, err = m.jwtSecret(ctx, store); err != nil {
+		return err
+	}
+	srv := api.New(apiCfg, m.log, store, api.Options{})
+
+	httpSrv := &http.Server{
+		Handler: srv.Handler(),
+		// No WriteTimeout: it would kill long-lived streams. Slow clients
+		// are bounded by ReadHeaderTimeout and the streams' own per-write
+		// deadlines.
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", m.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	m.addr = ln.Addr()
+	if m.ready != nil {
+		close(m.ready)
+	}
+	m.log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("node", m.cfg.NodeID), slog.Bool("tls", m.cfg.TLSCert != ""))
+
+	errc := make(chan error, 1)
+	go func() {
+		if m.cfg.TLSCert != "" {
+			errc <- httpSrv.ServeTLS(ln, m.cfg.TLSCert, m.cfg.TLSKey)
+		} else {
+			errc <- httpSrv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+
+	m.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownGrace)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	m.log.Info("stopped")
+	return nil
+}
+
+// jwtSecret returns the configured secret, or the one kept in the database,
+// generating it on first start so tokens survive restarts and are shared by
+// every node.
+func (m *Main) jwtSecret(ctx context.Context, store *repository.Store) ([]byte, error) {
+	if m.cfg.JWTSecret != "" {
+		return []byte(m.cfg.JWTSecret), nil
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	stored, created, err := store.SettingOrInit(ctx, "jwt_secret", base64.StdEncoding.EncodeToString(b))
+	if err != nil {
+		return nil, fmt.Errorf("jwt secret: %w", err)
+	}
+	if created {
+		m.log.Info("generated a JWT secret and stored it in the database (set CONFAB_JWT_SECRET to manage it yourself)")
+	}
+	return base64.StdEncoding.DecodeString(stored)
+}

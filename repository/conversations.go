@@ -1,0 +1,298 @@
+package repository
+
+import (
+	"context"
+	"slices"
+
+	"github.com/uptrace/bun"
+)
+
+// Conversation kinds.
+const (
+	KindDirect = "direct"
+	KindGroup  = "group"
+)
+
+// CreateDirect returns the direct conversation between me and other,
+// creating it (and announcing it to both) if it does not exist yet.
+func (s *Store) CreateDirect(ctx context.Context, me, other string) (conv *Conversation, created bool, ptrs []Pointer, err error) {
+	if me == other {
+		return nil, false, nil, &InvalidError{"member_ids", "a direct conversation needs one other user"}
+	}
+	pair := []string{me, other}
+	slices.Sort(pair)
+	key := pair[0] + "|" + pair[1]
+	err = s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := usersExist(ctx, tx, []string{other}); err != nil {
+			return err
+		}
+		now := s.now()
+		c := &Conversation{ID: newID(), Kind: KindDirect, DirectKey: &key, CreatedAt: now, LastActivityAt: now}
+		res, err := tx.NewInsert().Model(c).On("CONFLICT (direct_key) DO NOTHING").Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var existing Conversation
+			if err := tx.NewSelect().Model(&existing).Column("id").Where("direct_key = ?", key).Scan(ctx); err != nil {
+				return err
+			}
+			conv, err = loadConversation(ctx, tx, me, existing.ID)
+			return err
+		}
+		created = true
+		conv, ptrs, err = s.startConversation(ctx, tx, me, c, pair)
+		return err
+	})
+	return conv, created, ptrs, err
+}
+
+// CreateGroup creates a group of me and others.
+func (s *Store) CreateGroup(ctx context.Context, me string, others []string, title *string, maxMembers int) (*Conversation, []Pointer, error) {
+	members := append([]string{me}, others...)
+	slices.Sort(members)
+	members = slices.Compact(members)
+	if len(members) > maxMembers {
+		return nil, nil, ErrGroupFull
+	}
+	var conv *Conversation
+	var ptrs []Pointer
+	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := usersExist(ctx, tx, members); err != nil {
+			return err
+		}
+		now := s.now()
+		c := &Conversation{ID: newID(), Kind: KindGroup, Title: title, CreatedAt: now, LastActivityAt: now}
+		if _, err := tx.NewInsert().Model(c).Exec(ctx); err != nil {
+			return err
+		}
+		var err error
+		conv, ptrs, err = s.startConversation(ctx, tx, me, c, members)
+		return err
+	})
+	return conv, ptrs, err
+}
+
+// startConversation adds the members of a just-inserted conversation and
+// appends conversation.created to each of their streams.
+func (s *Store) startConversation(ctx context.Context, tx bun.Tx, me string, c *Conversation, members []string) (*Conversation, []Pointer, error) {
+	rows := make([]Member, len(members))
+	for i, u := range members {
+		rows[i] = Member{ConversationID: c.ID, UserID: u, JoinedAt: c.CreatedAt}
+	}
+	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return nil, nil, err
+	}
+	conv, err := loadConversation(ctx, tx, me, c.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	ptrs, err := s.appendEvent(ctx, tx, members, EventConversationCreated, mustJSON(map[string]any{"conversation": conv}))
+	return conv, ptrs, err
+}
+
+// usersExist returns ErrNotFound unless every id names a user.
+func usersExist(ctx context.Context, db bun.IDB, ids []string) error {
+	n, err := db.NewSelect().Model((*User)(nil)).Where("id IN (?)", bun.List(ids)).Count(ctx)
+	if err != nil {
+		return err
+	}
+	if n != int64(len(ids)) {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Conversation returns a conversation as seen by member me; ErrNotFound when
+// it does not exist or me is not a member.
+func (s *Store) Conversation(ctx context.Context, me, id string) (*Conversation, error) {
+	return loadConversation(ctx, s.db, me, id)
+}
+
+func loadConversation(ctx context.Context, db bun.IDB, me, id string) (*Conversation, error) {
+	convs, err := loadConversations(ctx, db, me, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(convs) == 0 {
+		return nil, ErrNotFound
+	}
+	return &convs[0], nil
+}
+
+// Conversations lists me's conversations, most recent activity first.
+func (s *Store) Conversations(ctx context.Context, me string) ([]Conversation, error) {
+	return loadConversations(ctx, s.db, me, "")
+}
+
+// loadConversations loads me's conversations (or the one with id) with
+// their members and last messages in three queries.
+func loadConversations(ctx context.Context, db bun.IDB, me, id string) ([]Conversation, error) {
+	convs := []Conversation{}
+	q := db.NewSelect().Model(&convs).
+		ColumnExpr("conversation.*").ColumnExpr("m.read_seq AS read_seq").
+		Join("JOIN members AS m ON m.conversation_id = conversation.id AND m.user_id = ?", me).
+		OrderExpr("conversation.last_activity_at DESC, conversation.id DESC")
+	if id != "" {
+		q = q.Where("conversation.id = ?", id)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, err
+	}
+	if len(convs) == 0 {
+		return convs, nil
+	}
+	ids := make([]string, len(convs))
+	var lastIDs []string
+	for i := range convs {
+		ids[i] = convs[i].ID
+		if convs[i].LastMessageID != nil {
+			lastIDs = append(lastIDs, *convs[i].LastMessageID)
+		}
+	}
+	var members []Member
+	if err := db.NewSelect().Model(&members).
+		ColumnExpr("m.*").ColumnExpr("u.username, u.display_name").
+		Join("JOIN users AS u ON u.id = m.user_id").
+		Where("m.conversation_id IN (?)", bun.List(ids)).
+		OrderExpr("m.joined_at, m.user_id").Scan(ctx); err != nil {
+		return nil, err
+	}
+	byConv := make(map[string]*Conversation, len(convs))
+	for i := range convs {
+		byConv[convs[i].ID] = &convs[i]
+		convs[i].Members = []Member{}
+	}
+	for _, m := range members {
+		c := byConv[m.ConversationID]
+		c.Members = append(c.Members, m)
+	}
+	if len(lastIDs) > 0 {
+		var last []Message
+		if err := db.NewSelect().Model(&last).Where("id IN (?)", bun.List(lastIDs)).Scan(ctx); err != nil {
+			return nil, err
+		}
+		for i := range last {
+			byConv[last[i].ConversationID].LastMessage = &last[i]
+		}
+	}
+	return convs, nil
+}
+
+// lockMembership locks the conversation row (the first lock every writer of
+// a conversation takes, so writers queue here and never deadlock) and
+// returns it with the member ids, or ErrNotFound when me is not a member.
+func (s *Store) lockMembership(ctx context.Context, tx bun.Tx, me, convID string) (*Conversation, []string, error) {
+	c := new(Conversation)
+	q := tx.NewSelect().Model(c).Where("id = ?", convID)
+	if s.IsPostgres() {
+		q = q.For("UPDATE")
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, nil, notFound(err)
+	}
+	var members []string
+	if err := tx.NewSelect().Model((*Member)(nil)).Column("user_id").
+		Where("conversation_id = ?", convID).Order("user_id").Scan(ctx, &members); err != nil {
+		return nil, nil, err
+	}
+	if !slices.Contains(members, me) {
+		return nil, nil, ErrNotFound
+	}
+	return c, members, nil
+}
+
+// AddMember adds userID to a group me belongs to and announces it to every
+// member, the newcomer included. Adding a member twice is not an error.
+func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMembers int) (*Conversation, []Pointer, error) {
+	var conv *Conversation
+	var ptrs []Pointer
+	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		c, members, err := s.lockMembership(ctx, tx, me, convID)
+		if err != nil {
+			return err
+		}
+		if c.Kind != KindGroup {
+			return ErrNotGroup
+		}
+		if !slices.Contains(members, userID) {
+			if len(members) >= maxMembers {
+				return ErrGroupFull
+			}
+			if err := usersExist(ctx, tx, []string{userID}); err != nil {
+				return err
+			}
+			now := s.now()
+			if _, err := tx.NewInsert().Model(&Member{ConversationID: convID, UserID: userID, JoinedAt: now}).Exec(ctx); err != nil {
+				return err
+			}
+			if err := touch(ctx, tx, convID, now); err != nil {
+				return err
+			}
+			data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID})
+			if ptrs, err = s.appendEvent(ctx, tx, append(members, userID), EventMemberJoined, data); err != nil {
+				return err
+			}
+		}
+		conv, err = loadConversation(ctx, tx, me, convID)
+		return err
+	})
+	return conv, ptrs, err
+}
+
+// RemoveMember removes userID (me, to leave) from a group me belongs to and
+// announces it to every member, the one who left included.
+func (s *Store) RemoveMember(ctx context.Context, me, convID, userID string) ([]Pointer, error) {
+	var ptrs []Pointer
+	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		c, members, err := s.lockMembership(ctx, tx, me, convID)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(members, userID) {
+			return ErrNotFound
+		}
+		if c.Kind != KindGroup {
+			return ErrNotGroup
+		}
+		if _, err := tx.NewDelete().Model((*Member)(nil)).
+			Where("conversation_id = ? AND user_id = ?", convID, userID).Exec(ctx); err != nil {
+			return err
+		}
+		if err := touch(ctx, tx, convID, s.now()); err != nil {
+			return err
+		}
+		data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID})
+		ptrs, err = s.appendEvent(ctx, tx, members, EventMemberLeft, data)
+		return err
+	})
+	return ptrs, err
+}
+
+func touch(ctx context.Context, tx bun.Tx, convID string, now any) error {
+	_, err := tx.NewUpdate().Model((*Conversation)(nil)).Set("last_activity_at = ?", now).Where("id = ?", convID).Exec(ctx)
+	return err
+}
+
+// CoMembers returns the ids of users who share a conversation with userID.
+func (s *Store) CoMembers(ctx context.Context, userID string) ([]string, error) {
+	var ids []string
+	err := s.db.NewRaw(`SELECT DISTINCT o.user_id FROM members AS m
+		JOIN members AS o ON o.conversation_id = m.conversation_id
+		WHERE m.user_id = ? AND o.user_id <> ?`, userID, userID).Scan(ctx, &ids)
+	return ids, err
+}
+
+// MemberIDs returns the member ids of a conversation.
+func (s *Store) MemberIDs(ctx context.Context, convID string) ([]string, error) {
+	var ids []string
+	err := s.db.NewSelect().Model((*Member)(nil)).Column("user_id").Where("conversation_id = ?", convID).Scan(ctx, &ids)
+	return ids, err
+}
+
+// ConversationIDs returns the ids of the conversations userID belongs to.
+func (s *Store) ConversationIDs(ctx context.Context, userID string) ([]string, error) {
+	var ids []string
+	err := s.db.NewSelect().Model((*Member)(nil)).Column("conversation_id").Where("user_id = ?", userID).Scan(ctx, &ids)
+	return ids, err
+}

@@ -1,0 +1,154 @@
+package repository
+
+import (
+	"context"
+	"errors"
+
+	"github.com/uptrace/bun"
+)
+
+// errRetryAsDuplicate aborts a send that lost a race on client_msg_id.
+var errRetryAsDuplicate = errors.New("duplicate client_msg_id")
+
+// SendMessage stores a message from me in convID and appends
+// message.created to every member's stream, in one transaction.
+//
+// With a clientMsgID the send is idempotent per sender: a retry returns the
+// stored message with created=false and appends nothing. The same id with a
+// different conversation or body is ErrClientMsgConflict.
+func (s *Store) SendMessage(ctx context.Context, me, convID, body string, clientMsgID *string) (msg *Message, created bool, ptrs []Pointer, err error) {
+	err = s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		// The conversation lock orders concurrent sends, and concurrent
+		// retries of one message queue behind each other here.
+		c, members, err := s.lockMembership(ctx, tx, me, convID)
+		if err != nil {
+			return err
+		}
+		if clientMsgID != nil {
+			existing, err := messageByClientID(ctx, tx, me, *clientMsgID)
+			if err == nil {
+				msg = existing
+				return nil
+			}
+			if err != ErrNotFound {
+				return err
+			}
+		}
+		now := s.now()
+		m := &Message{
+			ID: newID(), ConversationID: convID, SenderID: me, Seq: c.LastSeq + 1,
+			Body: body, ClientMsgID: clientMsgID, CreatedAt: now,
+		}
+		if _, err := tx.NewInsert().Model(m).Exec(ctx); err != nil {
+			if clientMsgID != nil && isUniqueViolation(err) {
+				// The same id was sent concurrently to another conversation.
+				return errRetryAsDuplicate
+			}
+			return err
+		}
+		if _, err := tx.NewUpdate().Model((*Conversation)(nil)).
+			Set("last_seq = ?, last_message_id = ?, last_activity_at = ?", m.Seq, m.ID, now).
+			Where("id = ?", convID).Exec(ctx); err != nil {
+			return err
+		}
+		// Your own message is read by you.
+		if _, err := tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
+			Where("conversation_id = ? AND user_id = ?", convID, me).Exec(ctx); err != nil {
+			return err
+		}
+		ptrs, err = s.appendEvent(ctx, tx, members, EventMessageCreated, mustJSON(map[string]any{"message": m}))
+		if err != nil {
+			return err
+		}
+		msg, created = m, true
+		return nil
+	})
+	if errors.Is(err, errRetryAsDuplicate) {
+		msg, err = messageByClientID(ctx, s.db, me, *clientMsgID)
+		created, ptrs = false, nil
+	}
+	if err == nil && !created && (msg.ConversationID != convID || msg.Body != body) {
+		return nil, false, nil, ErrClientMsgConflict
+	}
+	return msg, created, ptrs, err
+}
+
+func messageByClientID(ctx context.Context, db bun.IDB, sender, clientMsgID string) (*Message, error) {
+	m := new(Message)
+	err := db.NewSelect().Model(m).Where("sender_id = ? AND client_msg_id = ?", sender, clientMsgID).Scan(ctx)
+	return m, notFound(err)
+}
+
+// Messages returns up to limit messages of convID before the message
+// beforeID (or the newest), oldest first, and whether older ones exist.
+func (s *Store) Messages(ctx context.Context, me, convID, beforeID string, limit int) ([]Message, bool, error) {
+	if err := isMember(ctx, s.db, me, convID); err != nil {
+		return nil, false, err
+	}
+	q := s.db.NewSelect().Model((*Message)(nil)).Where("conversation_id = ?", convID)
+	if beforeID != "" {
+		before, err := messageIn(ctx, s.db, convID, beforeID)
+		if err != nil {
+			return nil, false, err
+		}
+		q = q.Where("seq < ?", before.Seq)
+	}
+	msgs := []Message{}
+	if err := q.Order("seq DESC").Limit(int64(limit+1)).Scan(ctx, &msgs); err != nil {
+		return nil, false, err
+	}
+	hasMore := len(msgs) > limit
+	if hasMore {
+		msgs = msgs[:limit]
+	}
+	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+		msgs[i], msgs[j] = msgs[j], msgs[i]
+	}
+	return msgs, hasMore, nil
+}
+
+func messageIn(ctx context.Context, db bun.IDB, convID, id string) (*Message, error) {
+	m := new(Message)
+	err := db.NewSelect().Model(m).Where("id = ? AND conversation_id = ?", id, convID).Scan(ctx)
+	return m, notFound(err)
+}
+
+func isMember(ctx context.Context, db bun.IDB, me, convID string) error {
+	ok, err := db.NewSelect().Model((*Member)(nil)).Where("conversation_id = ? AND user_id = ?", convID, me).Exists(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// MarkRead moves me's read marker in convID up to messageID and announces
+// it to every member. A marker never moves backwards; marking an older
+// message appends nothing.
+func (s *Store) MarkRead(ctx context.Context, me, convID, messageID string) ([]Pointer, error) {
+	var ptrs []Pointer
+	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		_, members, err := s.lockMembership(ctx, tx, me, convID)
+		if err != nil {
+			return err
+		}
+		m, err := messageIn(ctx, tx, convID, messageID)
+		if err != nil {
+			return err
+		}
+		res, err := tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
+			Where("conversation_id = ? AND user_id = ? AND read_seq < ?", convID, me, m.Seq).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		data := mustJSON(map[string]string{"conversation_id": convID, "user_id": me, "message_id": messageID})
+		ptrs, err = s.appendEvent(ctx, tx, members, EventRead, data)
+		return err
+	})
+	return ptrs, err
+}

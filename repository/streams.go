@@ -1,0 +1,147 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Durable event types, as clients see them.
+const (
+	EventMessageCreated      = "message.created"
+	EventConversationCreated = "conversation.created"
+	EventMemberJoined        = "member.joined"
+	EventMemberLeft          = "member.left"
+	EventRead                = "read"
+)
+
+// appendEvent appends one event to the stream of each user, inside tx.
+//
+// The per-user counters are locked in user id order (Postgres: one UPDATE
+// over a SELECT ... ORDER BY ... FOR UPDATE) so that concurrent transactions
+// touching overlapping users cannot deadlock, and because the counter row
+// stays locked until commit, a user's seq values commit in order: once a
+// reader has seen n, no smaller seq can appear later (DESIGN invariants 1-2).
+// On SQLite the immediate transaction already holds the only write lock.
+func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, typ string, data []byte) ([]Pointer, error) {
+	if len(userIDs) == 0 {
+		return nil, nil
+	}
+	ids := slices.Clone(userIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+
+	var rows []stream
+	var err error
+	if s.IsPostgres() {
+		err = tx.NewRaw(`UPDATE streams AS s SET last_seq = s.last_seq + 1
+			FROM (SELECT user_id FROM streams WHERE user_id IN (?) ORDER BY user_id FOR UPDATE) AS l
+			WHERE s.user_id = l.user_id
+			RETURNING s.user_id, s.last_seq`, bun.List(ids)).Scan(ctx, &rows)
+	} else {
+		err = tx.NewRaw(`UPDATE streams SET last_seq = last_seq + 1
+			WHERE user_id IN (?) RETURNING user_id, last_seq`, bun.List(ids)).Scan(ctx, &rows)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repository: advance streams: %w", err)
+	}
+	if len(rows) != len(ids) {
+		return nil, fmt.Errorf("repository: advance streams: %d of %d users have a stream", len(rows), len(ids))
+	}
+	now := s.now()
+	events := make([]Event, len(rows))
+	ptrs := make([]Pointer, len(rows))
+	for i, r := range rows {
+		events[i] = Event{UserID: r.UserID, Seq: r.LastSeq, Type: typ, Data: string(data), CreatedAt: now}
+		ptrs[i] = Pointer{UserID: r.UserID, Seq: r.LastSeq}
+	}
+	if _, err := tx.NewInsert().Model(&events).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("repository: insert events: %w", err)
+	}
+	return ptrs, nil
+}
+
+// StreamBounds returns the last seq of a user's stream and the lowest seq
+// still kept (last+1 when retention has pruned everything). A cursor below
+// first-1 cannot be continued: the client must reset.
+func (s *Store) StreamBounds(ctx context.Context, userID string) (first, last int64, err error) {
+	var row struct {
+		LastSeq int64  `bun:"last_seq"`
+		MinSeq  *int64 `bun:"min_seq"`
+	}
+	err = s.db.NewRaw(`SELECT s.last_seq, (SELECT MIN(e.seq) FROM events AS e WHERE e.user_id = s.user_id) AS min_seq
+		FROM streams AS s WHERE s.user_id = ?`, userID).Scan(ctx, &row)
+	if err != nil {
+		return 0, 0, notFound(err)
+	}
+	first = row.LastSeq + 1
+	if row.MinSeq != nil {
+		first = *row.MinSeq
+	}
+	return first, row.LastSeq, nil
+}
+
+// StreamHeads returns the last seq of each given user's stream.
+func (s *Store) StreamHeads(ctx context.Context, userIDs []string) (map[string]int64, error) {
+	heads := make(map[string]int64, len(userIDs))
+	for chunk := range slices.Chunk(userIDs, 500) {
+		var rows []stream
+		if err := s.db.NewSelect().Model(&rows).Column("user_id", "last_seq").
+			Where("user_id IN (?)", bun.List(chunk)).Scan(ctx); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			heads[r.UserID] = r.LastSeq
+		}
+	}
+	return heads, nil
+}
+
+// EventsAfter returns up to limit events of a user's stream with seq > after,
+// in order.
+func (s *Store) EventsAfter(ctx context.Context, userID string, after int64, limit int) ([]Event, error) {
+	events := []Event{}
+	err := s.db.NewSelect().Model(&events).
+		Where("user_id = ? AND seq > ?", userID, after).
+		Order("seq").Limit(int64(limit)).Scan(ctx)
+	return events, err
+}
+
+// EventsAfterEach fetches, in one query per 200 users, the events after each
+// user's cursor: how the hub serves a batch of doorbells. At most
+// limitPerUser events per user are returned, ordered by user and seq.
+func (s *Store) EventsAfterEach(ctx context.Context, cursors map[string]int64, limitPerUser int) ([]Event, error) {
+	users := make([]string, 0, len(cursors))
+	for u := range cursors {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	var out []Event
+	for chunk := range slices.Chunk(users, 200) {
+		var events []Event
+		q := s.db.NewSelect().Model(&events).WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+			for _, u := range chunk {
+				q = q.WhereOr("(user_id = ? AND seq > ? AND seq <= ?)", u, cursors[u], cursors[u]+int64(limitPerUser))
+			}
+			return q
+		}).Order("user_id", "seq")
+		if err := q.Scan(ctx); err != nil {
+			return nil, err
+		}
+		out = append(out, events...)
+	}
+	return out, nil
+}
+
+// PruneEvents deletes stream rows older than before. Cursors that pointed
+// into them get a reset (see StreamBounds).
+func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.NewDelete().Model((*Event)(nil)).Where("created_at < ?", before).Exec(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
