@@ -1,0 +1,204 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/confab-chat/confab/api"
+	"github.com/confab-chat/confab/repository"
+	"github.com/confab-chat/confab/repository/dbtest"
+)
+
+// cheapHash keeps password hashing from dominating test time; one test
+// checks the production parameters.
+var cheapHash = api.HashParams{MemoryKiB: 64, Time: 1, Threads: 1}
+
+// env is one confab API served over real loopback HTTP on a fresh store.
+type env struct {
+	t      testing.TB
+	store  *repository.Store
+	url    string
+	client *http.Client
+}
+
+// testConfig is the API configuration tests use unless they change it.
+func testConfig() api.Config {
+	cfg := api.DefaultConfig()
+	cfg.JWTSecret = []byte("test-secret-test-secret-test-secret!")
+	cfg.HashParams = cheapHash
+	return cfg
+}
+
+// newEnv serves the API on store. Every request and response goes through
+// the contract validator.
+func newEnv(t testing.TB, store *repository.Store, cfg api.Config) *env {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := api.New(cfg, log, store, api.Options{})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return &env{t: t, store: store, url: ts.URL, client: &http.Client{Transport: newContractTransport(t)}}
+}
+
+// eachStore runs fn once on SQLite and once on Postgres, in parallel.
+func eachStore(t *testing.T, fn func(t *testing.T, store *repository.Store)) {
+	for _, d := range dbtest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			fn(t, dbtest.Open(t, d))
+		})
+	}
+}
+
+// resp is a response with its body read.
+type resp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r resp) decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// problemCode returns the code of a problem+json body ("" if not one).
+func (r resp) problemCode() string {
+	var p api.Problem
+	if !strings.HasPrefix(r.header.Get("Content-Type"), "application/problem+json") || json.Unmarshal(r.body, &p) != nil {
+		return ""
+	}
+	return p.Code
+}
+
+// do sends a request; body may be nil, a []byte or string sent verbatim, or
+// a value to marshal. invalid marks deliberately bad requests so the
+// contract check skips them (responses are still checked).
+func (e *env) do(method, path, token string, body any, invalid ...bool) resp {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, e.url+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if len(invalid) > 0 && invalid[0] {
+		req.Header.Set("X-Contract-Skip-Request", "1")
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp{status: res.StatusCode, header: res.Header, body: data}
+}
+
+// must is do that fails the test unless the status is want.
+func (e *env) must(want int, method, path, token string, body any) resp {
+	e.t.Helper()
+	r := e.do(method, path, token, body)
+	if r.status != want {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, want, r.body)
+	}
+	return r
+}
+
+type user struct {
+	ID           string `json:"id"`
+	Username     string `json:"username"`
+	Token        string `json:"-"`
+	RefreshToken string `json:"-"`
+}
+
+var userSeq atomic.Int64
+
+// register creates a user with a unique name starting with prefix.
+func (e *env) register(prefix string) user {
+	e.t.Helper()
+	name := prefix + "_" + itoa(userSeq.Add(1))
+	r := e.must(http.StatusCreated, "POST", "/v1/auth/register", "", map[string]string{"username": name, "password": "correct horse"})
+	var out struct {
+		User         user   `json:"user"`
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	r.decode(e.t, &out)
+	out.User.Token, out.User.RefreshToken = out.AccessToken, out.RefreshToken
+	return out.User
+}
+
+type conversation struct {
+	ID          string `json:"id"`
+	Kind        string `json:"kind"`
+	UnreadCount int    `json:"unread_count"`
+	Members     []struct {
+		UserID string `json:"user_id"`
+	} `json:"members"`
+	LastMessage *message `json:"last_message"`
+}
+
+type message struct {
+	ID             string  `json:"id"`
+	ConversationID string  `json:"conversation_id"`
+	SenderID       string  `json:"sender_id"`
+	Seq            int64   `json:"seq"`
+	Body           string  `json:"body"`
+	ClientMsgID    *string `json:"client_msg_id"`
+}
+
+// group creates a group of owner and others.
+func (e *env) group(owner user, others ...user) conversation {
+	e.t.Helper()
+	ids := []string{}
+	for _, o := range others {
+		ids = append(ids, o.ID)
+	}
+	var c conversation
+	e.must(http.StatusCreated, "POST", "/v1/conversations", owner.Token, map[string]any{"kind": "group", "member_ids": ids, "title": "g"}).decode(e.t, &c)
+	return c
+}
+
+// send posts a message and returns it.
+func (e *env) send(from user, convID, body string) message {
+	e.t.Helper()
+	var m message
+	e.must(http.StatusCreated, "POST", "/v1/conversations/"+convID+"/messages", from.Token, map[string]string{"body": body}).decode(e.t, &m)
+	return m
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
