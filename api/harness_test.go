@@ -3,6 +3,8 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -11,10 +13,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/confab-chat/confab/api"
+	"github.com/confab-chat/confab/events"
 	"github.com/confab-chat/confab/repository"
 	"github.com/confab-chat/confab/repository/dbtest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // cheapHash keeps password hashing from dominating test time; one test
@@ -25,6 +30,7 @@ var cheapHash = api.HashParams{MemoryKiB: 64, Time: 1, Threads: 1}
 type env struct {
 	t      testing.TB
 	store  *repository.Store
+	broker *events.Broker
 	url    string
 	client *http.Client
 }
@@ -41,11 +47,45 @@ func testConfig() api.Config {
 // the contract validator.
 func newEnv(t testing.TB, store *repository.Store, cfg api.Config) *env {
 	t.Helper()
+	return newEnvWith(t, store, cfg, testEventsConfig(t, store))
+}
+
+// testEventsConfig is the real-time configuration tests use: a NOTIFY
+// channel of the test's own and short intervals.
+func testEventsConfig(t testing.TB, store *repository.Store) events.Config {
+	ec := events.DefaultConfig()
+	ec.Node = "node-" + randomHex(4)
+	ec.ListenURL = store.URL()
+	ec.Channel = "confab_" + randomHex(6)
+	ec.SafetyPoll = time.Second
+	ec.ListenerPing = time.Second
+	ec.NodeHeartbeat = time.Second
+	ec.NodeExpiry = 3 * time.Second
+	ec.PresenceDebounce = 200 * time.Millisecond
+	ec.PollIdle = 3 * time.Second
+	return ec
+}
+
+// newEnvWith serves the API and a running broker (one node) on store.
+func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events.Config) *env {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := api.New(cfg, log, store, api.Options{})
+	broker := events.New(ec, store, log, prometheus.NewRegistry())
+	if err := broker.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Stop)
+	srv := api.New(cfg, log, store, broker, api.Options{})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &env{t: t, store: store, url: ts.URL, client: &http.Client{Transport: newContractTransport(t)}}
+	t.Cleanup(broker.Drain) // streams end first, so ts.Close does not wait on them
+	return &env{t: t, store: store, broker: broker, url: ts.URL, client: &http.Client{Transport: newContractTransport(t)}}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // eachStore runs fn once on SQLite and once on Postgres, in parallel.
@@ -72,6 +112,15 @@ func (r resp) decode(t testing.TB, v any) {
 	}
 }
 
+// wantProblem fails the test unless r is a problem+json document with
+// status and code.
+func (r resp) wantProblem(t testing.TB, status int, code string) {
+	t.Helper()
+	if r.status != status || r.problemCode() != code {
+		t.Fatalf("got %d %q (%s), want %d problem %q", r.status, r.header.Get("Content-Type"), r.body, status, code)
+	}
+}
+
 // problemCode returns the code of a problem+json body ("" if not one).
 func (r resp) problemCode() string {
 	var p api.Problem
@@ -85,6 +134,17 @@ func (r resp) problemCode() string {
 // a value to marshal. invalid marks deliberately bad requests so the
 // contract check skips them (responses are still checked).
 func (e *env) do(method, path, token string, body any, invalid ...bool) resp {
+	e.t.Helper()
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	return e.doWith(method, path, h, body, len(invalid) > 0 && invalid[0])
+}
+
+// doWith is do with the request headers given in full (Authorization
+// included), for tests of credentials and content types.
+func (e *env) doWith(method, path string, h http.Header, body any, invalid bool) resp {
 	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -107,11 +167,11 @@ func (e *env) do(method, path, token string, body any, invalid ...bool) resp {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range h {
+		req.Header[k] = v
 	}
-	if len(invalid) > 0 && invalid[0] {
-		req.Header.Set("X-Contract-Skip-Request", "1")
+	if invalid {
+		req.Header.Set(contractSkipRequestHeader, "1")
 	}
 	res, err := e.client.Do(req)
 	if err != nil {
@@ -144,11 +204,19 @@ type user struct {
 
 var userSeq atomic.Int64
 
+// password is every test user's password.
+const password = "correct horse"
+
 // register creates a user with a unique name starting with prefix.
 func (e *env) register(prefix string) user {
 	e.t.Helper()
 	name := prefix + "_" + itoa(userSeq.Add(1))
-	r := e.must(http.StatusCreated, "POST", "/v1/auth/register", "", map[string]string{"username": name, "password": "correct horse"})
+	return e.tokens(e.must(http.StatusCreated, "POST", "/v1/auth/register", "", map[string]string{"username": name, "password": password}))
+}
+
+// tokens reads a register, login or refresh response.
+func (e *env) tokens(r resp) user {
+	e.t.Helper()
 	var out struct {
 		User         user   `json:"user"`
 		AccessToken  string `json:"access_token"`
@@ -157,6 +225,12 @@ func (e *env) register(prefix string) user {
 	r.decode(e.t, &out)
 	out.User.Token, out.User.RefreshToken = out.AccessToken, out.RefreshToken
 	return out.User
+}
+
+// state dumps the stored client data (see dbtest.Snapshot).
+func (e *env) state() string {
+	e.t.Helper()
+	return dbtest.Snapshot(e.t, e.store)
 }
 
 type conversation struct {

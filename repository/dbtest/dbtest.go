@@ -9,9 +9,11 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +131,35 @@ func OpenWith(tb testing.TB, opts repository.Options) *repository.Store {
 		tb.Fatalf("migrate: %v", err)
 	}
 	return s
+}
+
+// snapshotTables are the tables whose rows are client data, each with the
+// order that makes a dump deterministic.
+var snapshotTables = []struct{ name, order string }{
+	{"users", "id"},
+	{"streams", "user_id"},
+	{"refresh_tokens", "id"},
+	{"conversations", "id"},
+	{"members", "conversation_id, user_id"},
+	{"messages", "id"},
+	{"events", "user_id, seq"},
+}
+
+// Snapshot dumps every row of the client-data tables as text. Two equal
+// snapshots mean nothing was stored, changed or lost in between: tests of
+// bad input and of authorization compare one taken before with one after.
+func Snapshot(tb testing.TB, s *repository.Store) string {
+	tb.Helper()
+	var b strings.Builder
+	for _, t := range snapshotTables {
+		var rows []map[string]any
+		if err := s.DB().NewRaw("SELECT * FROM "+t.name+" ORDER BY "+t.order).Scan(context.Background(), &rows); err != nil {
+			tb.Fatalf("snapshot %s: %v", t.name, err)
+		}
+		fmt.Fprintf(&b, "%s: %d rows\n", t.name, len(rows))
+		for _, r := range rows {
+			fmt.Fprintf(&b, "  %v\n", r)
+		}
+	}
+	return b.String()
 }
