@@ -100,7 +100,12 @@ func (s *Server) login(c *gin.Context) {
 		}
 	}
 	ctx := c.Request.Context()
-	u, err := s.store.UserByUsername(ctx, in.Username)
+	// A name register would refuse cannot exist: it is not looked up (it
+	// may not even be storable text).
+	u, err := &repository.User{}, repository.ErrNotFound
+	if usernameRE.MatchString(in.Username) {
+		u, err = s.store.UserByUsername(ctx, in.Username)
+	}
 	hash := u.PasswordHash
 	if err == repository.ErrNotFound {
 		hash = "" // verify against the dummy: same cost as a real check

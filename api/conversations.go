@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/confab-chat/confab/repository"
@@ -20,10 +21,20 @@ func (s *Server) createConversation(c *gin.Context) {
 	if !decode(c, &in) {
 		return
 	}
+	for _, id := range in.MemberIDs {
+		if !isText(id) {
+			problem(c, http.StatusNotFound, CodeNotFound, "no such user")
+			return
+		}
+	}
 	if in.Title != nil {
 		t := strings.TrimSpace(*in.Title)
 		if utf8.RuneCountInString(t) > 200 {
 			problem(c, http.StatusBadRequest, CodeInvalidField, "title must be at most 200 characters")
+			return
+		}
+		if strings.ContainsFunc(t, unicode.IsControl) {
+			problem(c, http.StatusBadRequest, CodeInvalidField, "title must not contain control characters")
 			return
 		}
 		in.Title = &t
@@ -96,6 +107,10 @@ func (s *Server) addMember(c *gin.Context) {
 	}
 	if in.UserID == "" {
 		problem(c, http.StatusBadRequest, CodeInvalidField, "user_id is required")
+		return
+	}
+	if !isText(in.UserID) {
+		problem(c, http.StatusNotFound, CodeNotFound, "no such user")
 		return
 	}
 	conv, ptrs, err := s.store.AddMember(c.Request.Context(), userID(c), c.Param("id"), in.UserID, s.cfg.MaxGroupMembers)

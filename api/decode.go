@@ -60,6 +60,13 @@ func decode(c *gin.Context, dst any) bool {
 	return true
 }
 
+// isText reports whether a string from the client can be stored as text:
+// valid UTF-8 without NUL. Postgres refuses NUL in text and the SQLite
+// driver errors on it, so client strings that fail this never reach the
+// database: an id that is not text names nothing (404), any other field is
+// invalid (400).
+func isText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
 func jsonType(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.String:

@@ -26,8 +26,8 @@ func (s *Server) sendMessage(c *gin.Context) {
 		problem(c, http.StatusBadRequest, CodeInvalidField, msg)
 		return
 	}
-	if in.ClientMsgID != nil && (len(*in.ClientMsgID) == 0 || len(*in.ClientMsgID) > 64) {
-		problem(c, http.StatusBadRequest, CodeInvalidField, "client_msg_id must be 1-64 characters")
+	if in.ClientMsgID != nil && (len(*in.ClientMsgID) == 0 || len(*in.ClientMsgID) > 64 || !isText(*in.ClientMsgID)) {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "client_msg_id must be 1-64 characters, without NUL")
 		return
 	}
 	msg, created, ptrs, err := s.store.SendMessage(c.Request.Context(), userID(c), c.Param("id"), in.Body, in.ClientMsgID)
@@ -68,6 +68,10 @@ func (s *Server) listMessages(c *gin.Context) {
 		}
 		limit = n
 	}
+	if !isText(c.Query("before")) {
+		problem(c, http.StatusNotFound, CodeNotFound, "no such message")
+		return
+	}
 	msgs, more, err := s.store.Messages(c.Request.Context(), userID(c), c.Param("id"), c.Query("before"), limit)
 	if err != nil {
 		s.fail(c, err)
@@ -90,6 +94,10 @@ func (s *Server) markRead(c *gin.Context) {
 	}
 	if in.MessageID == "" {
 		problem(c, http.StatusBadRequest, CodeInvalidField, "message_id is required")
+		return
+	}
+	if !isText(in.MessageID) {
+		problem(c, http.StatusNotFound, CodeNotFound, "no such message")
 		return
 	}
 	ptrs, err := s.store.MarkRead(c.Request.Context(), userID(c), c.Param("id"), in.MessageID)

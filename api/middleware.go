@@ -147,5 +147,12 @@ func (s *Server) authenticate(c *gin.Context, raw string) {
 	}
 	c.Set(ctxUserID, uid)
 	c.Set(ctxTokenExp, exp)
+	// Path ids are opaque, but one that is not text names nothing.
+	for _, p := range c.Params {
+		if !isText(p.Value) {
+			problem(c, http.StatusNotFound, CodeNotFound, "")
+			return
+		}
+	}
 	c.Next()
 }

@@ -21,8 +21,8 @@ func (s *Server) me(c *gin.Context) {
 // searchUsers finds users by username prefix, to start conversations.
 func (s *Server) searchUsers(c *gin.Context) {
 	q := strings.ToLower(strings.TrimSpace(c.Query("q")))
-	if len(q) > 32 {
-		problem(c, http.StatusBadRequest, CodeInvalidField, "q must be at most 32 characters")
+	if len(q) > 32 || !isText(q) {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "q must be at most 32 characters, without NUL")
 		return
 	}
 	users, err := s.store.SearchUsers(c.Request.Context(), q, 20)
