@@ -54,7 +54,7 @@ func (s *Server) createConversation(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		s.pub.Committed(ptrs)
+		s.broker.Committed(ptrs)
 		status := http.StatusOK
 		if created {
 			status = http.StatusCreated
@@ -66,7 +66,7 @@ func (s *Server) createConversation(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		s.pub.Committed(ptrs)
+		s.broker.Committed(ptrs)
 		c.JSON(http.StatusCreated, conv)
 	default:
 		problem(c, http.StatusBadRequest, CodeInvalidField, `kind must be "direct" or "group"`)
@@ -118,7 +118,7 @@ func (s *Server) addMember(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.pub.Committed(ptrs)
+	s.broker.Committed(ptrs)
 	c.JSON(http.StatusOK, conv)
 }
 
@@ -129,6 +129,6 @@ func (s *Server) removeMember(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.pub.Committed(ptrs)
+	s.broker.Committed(ptrs)
 	c.Status(http.StatusNoContent)
 }

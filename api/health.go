@@ -22,11 +22,9 @@ func (s *Server) readyz(c *gin.Context) {
 		problem(c, http.StatusServiceUnavailable, CodeUnavailable, "database unreachable")
 		return
 	}
-	if s.ready != nil {
-		if err := s.ready(ctx); err != nil {
-			problem(c, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
-			return
-		}
+	if err := s.broker.Ready(ctx); err != nil {
+		problem(c, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }

@@ -35,10 +35,11 @@ func (s *Server) sendMessage(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.pub.Committed(ptrs)
+	s.broker.Committed(ptrs)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
+		s.broker.StopTyping(msg.SenderID, msg.ConversationID) // a sent message ends typing
 	}
 	c.JSON(status, msg)
 }
@@ -105,6 +106,6 @@ func (s *Server) markRead(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.pub.Committed(ptrs)
+	s.broker.Committed(ptrs)
 	c.Status(http.StatusNoContent)
 }

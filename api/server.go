@@ -3,12 +3,13 @@
 package api
 
 import (
-	"context"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"time"
 
 	confab "github.com/confab-chat/confab"
+	"github.com/confab-chat/confab/events"
 	"github.com/confab-chat/confab/repository"
 	"github.com/gin-gonic/gin"
 )
@@ -32,6 +33,16 @@ type Config struct {
 	HashParams      HashParams
 	HashConcurrency int
 
+	// Streams: heartbeat comment interval, the reconnect hint given to
+	// EventSource, and the deadline of each write to a client.
+	StreamHeartbeat    time.Duration
+	StreamRetry        time.Duration
+	StreamWriteTimeout time.Duration
+	// Typing pings allowed per user and conversation: a burst, then one per
+	// interval.
+	TypingBurst    int
+	TypingInterval time.Duration
+
 	// Failed logins allowed per username and per client address: a burst,
 	// then one per interval.
 	LoginFailuresPerUser int
@@ -53,13 +64,12 @@ func DefaultConfig() Config {
 		LoginFailuresPerUser: 10,
 		LoginFailuresPerAddr: 50,
 		LoginFailureInterval: 30 * time.Second,
+		StreamHeartbeat:      15 * time.Second,
+		StreamRetry:          2 * time.Second,
+		StreamWriteTimeout:   10 * time.Second,
+		TypingBurst:          5,
+		TypingInterval:       time.Second,
 	}
-}
-
-// Publisher is how handlers hand committed durable events to the real-time
-// core. It must not block.
-type Publisher interface {
-	Committed(ptrs []repository.Pointer)
 }
 
 // Server holds the dependencies of the handlers.
@@ -67,44 +77,41 @@ type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	store     *repository.Store
-	pub       Publisher
+	broker    *events.Broker
+	metrics   http.Handler
+	web       fs.FS
 	tokens    *tokens
 	passwords *passwords
 	userFails *limiters
-	addrFails *limiters
-	// ready reports extra readiness conditions (the listener); nil: none.
-	ready func(context.Context) error
+	addrFails  *limiters
+	typingRate *limiters
 }
 
 // Options are the optional parts of a Server.
 type Options struct {
-	Publisher Publisher
-	// Ready is consulted by /readyz after the database ping.
-	Ready func(context.Context) error
+	// Metrics serves /metrics (nil: not served).
+	Metrics http.Handler
+	// Web is the browser client served at / (nil: not served).
+	Web fs.FS
 }
 
-// New builds the HTTP layer.
-func New(cfg Config, log *slog.Logger, store *repository.Store, opts Options) *Server {
+// New builds the HTTP layer over the store and the node's real-time core.
+func New(cfg Config, log *slog.Logger, store *repository.Store, broker *events.Broker, opts Options) *Server {
 	s := &Server{
-		cfg:       cfg,
-		log:       log,
-		store:     store,
-		pub:       opts.Publisher,
-		ready:     opts.Ready,
+		cfg:        cfg,
+		log:        log,
+		store:      store,
+		broker:     broker,
+		metrics:    opts.Metrics,
+		web:        opts.Web,
+		typingRate: newLimiters(cfg.TypingInterval, cfg.TypingBurst),
 		tokens:    newTokens(cfg.JWTSecret, cfg.Issuer, cfg.Audience, cfg.AccessTTL),
 		passwords: newPasswords(cfg.HashParams, cfg.HashConcurrency),
 		userFails: newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerUser),
 		addrFails: newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerAddr),
 	}
-	if s.pub == nil {
-		s.pub = nopPublisher{}
-	}
 	return s
 }
-
-type nopPublisher struct{}
-
-func (nopPublisher) Committed([]repository.Pointer) {}
 
 // Handler returns the router. Every route is here, top to bottom.
 func (s *Server) Handler() http.Handler {
@@ -120,6 +127,10 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", confab.OpenAPI) })
+	if s.metrics != nil {
+		r.GET("/metrics", gin.WrapH(s.metrics))
+	}
+	s.mountWeb(r)
 
 	v1 := r.Group("/v1")
 	v1.POST("/auth/register", s.register)
@@ -138,5 +149,25 @@ func (s *Server) Handler() http.Handler {
 	authed.POST("/conversations/:id/messages", s.sendMessage)
 	authed.GET("/conversations/:id/messages", s.listMessages)
 	authed.POST("/conversations/:id/read", s.markRead)
+	authed.POST("/conversations/:id/typing", s.typing)
+	authed.GET("/sessions", s.sessions)
+
+	stream := v1.Group("/events", s.streamAuth)
+	stream.GET("", s.events)
+	stream.GET("/poll", s.poll)
 	return r
+}
+
+// HTTPServer returns the http.Server to run the handler with. It has no
+// WriteTimeout, which would cut every stream: streams set a deadline per
+// write instead, and the header and body reads are bounded.
+func (s *Server) HTTPServer(log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }

@@ -21,7 +21,8 @@ import (
 
 // Store is confab's storage. It is safe for concurrent use.
 type Store struct {
-	db *bun.DB
+	db  *bun.DB
+	url string
 	// now is the clock; tests may replace it.
 	now func() time.Time
 }
@@ -65,7 +66,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	// Postgres keeps microseconds; truncating here makes a time read back
 	// equal to the one written, on both stores.
-	s := &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s := &Store{db: db, url: opts.URL, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	if err := s.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("repository: connect: %w", err)
@@ -105,6 +106,9 @@ func (s *Store) Dialect() string {
 	}
 	return "sqlite"
 }
+
+// URL is the Postgres URL the store was opened with ("" on SQLite).
+func (s *Store) URL() string { return s.url }
 
 // IsPostgres reports whether the store is Postgres.
 func (s *Store) IsPostgres() bool { return s.db.Dialect().Name() == dialect.PG }

@@ -1,12 +1,15 @@
 package repository
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // Durable event types, as clients see them.
@@ -110,21 +113,23 @@ func (s *Store) EventsAfter(ctx context.Context, userID string, after int64, lim
 	return events, err
 }
 
-// EventsAfterEach fetches, in one query per 200 users, the events after each
-// user's cursor: how the hub serves a batch of doorbells. At most
-// limitPerUser events per user are returned, ordered by user and seq.
-func (s *Store) EventsAfterEach(ctx context.Context, cursors map[string]int64, limitPerUser int) ([]Event, error) {
-	users := make([]string, 0, len(cursors))
-	for u := range cursors {
-		users = append(users, u)
-	}
-	slices.Sort(users)
+// Cursor is a position in a user's stream: the events after it are wanted.
+type Cursor struct {
+	UserID string
+	After  int64
+}
+
+// EventsAfterCursors reads, for each cursor, up to limit events after it, in
+// one query per 200 cursors: how the hub serves a batch of doorbells for
+// many subscribers at once. Rows come ordered by user and seq; windows of
+// one user's cursors may overlap, and overlapping rows are returned once.
+func (s *Store) EventsAfterCursors(ctx context.Context, cursors []Cursor, limit int) ([]Event, error) {
 	var out []Event
-	for chunk := range slices.Chunk(users, 200) {
+	for chunk := range slices.Chunk(cursors, 200) {
 		var events []Event
 		q := s.db.NewSelect().Model(&events).WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
-			for _, u := range chunk {
-				q = q.WhereOr("(user_id = ? AND seq > ? AND seq <= ?)", u, cursors[u], cursors[u]+int64(limitPerUser))
+			for _, c := range chunk {
+				q = q.WhereOr("(user_id = ? AND seq > ? AND seq <= ?)", c.UserID, c.After, c.After+int64(limit))
 			}
 			return q
 		}).Order("user_id", "seq")
@@ -132,6 +137,16 @@ func (s *Store) EventsAfterEach(ctx context.Context, cursors map[string]int64, l
 			return nil, err
 		}
 		out = append(out, events...)
+	}
+	if len(cursors) > 200 {
+		// Windows of one user may have come from different chunks.
+		slices.SortFunc(out, func(a, b Event) int {
+			if c := strings.Compare(a.UserID, b.UserID); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.Seq, b.Seq)
+		})
+		out = slices.CompactFunc(out, func(a, b Event) bool { return a.UserID == b.UserID && a.Seq == b.Seq })
 	}
 	return out, nil
 }
@@ -144,4 +159,14 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int64, error
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// Notify sends payloads on a Postgres channel in one statement. It is a
+// no-op on SQLite, whose single node needs no bus.
+func (s *Store) Notify(ctx context.Context, channel string, payloads []string) error {
+	if !s.IsPostgres() || len(payloads) == 0 {
+		return nil
+	}
+	_, err := s.db.NewRaw("SELECT pg_notify(?, p) FROM unnest(?::text[]) AS p", channel, pgdialect.Array(payloads)).Exec(ctx)
+	return err
 }

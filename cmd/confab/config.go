@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/confab-chat/confab/api"
+	"github.com/confab-chat/confab/events"
 )
 
 // Config is everything `confab serve` can be told, from flags or CONFAB_*
@@ -28,7 +29,8 @@ type Config struct {
 	ShutdownGrace time.Duration
 	DBMaxConns    int
 
-	API api.Config
+	API    api.Config
+	Events events.Config
 }
 
 // envFlags binds each flag to its CONFAB_ variable.
@@ -83,7 +85,7 @@ func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, us
 
 // parseConfig reads the serve configuration from args and the environment.
 func parseConfig(args []string) (*Config, error) {
-	cfg := &Config{API: api.DefaultConfig()}
+	cfg := &Config{API: api.DefaultConfig(), Events: events.DefaultConfig()}
 	fs := flag.NewFlagSet("confab serve", flag.ContinueOnError)
 	e := &envFlags{fs: fs}
 	host, _ := os.Hostname()
@@ -109,6 +111,13 @@ func parseConfig(args []string) (*Config, error) {
 	e.Bool(&cfg.API.SecureCookies, "secure-cookies", false, "mark the token cookie Secure (behind a TLS proxy)")
 	e.Int(&maxBody, "max-body-bytes", maxBody, "request body limit in bytes")
 	e.Int(&cfg.API.MaxGroupMembers, "max-group-members", cfg.API.MaxGroupMembers, "members per group")
+	e.Duration(&cfg.API.StreamHeartbeat, "stream-heartbeat", cfg.API.StreamHeartbeat, "SSE comment heartbeat interval")
+	e.Duration(&cfg.Events.TypingTTL, "typing-ttl", cfg.Events.TypingTTL, "how long a typing ping lasts")
+	e.Duration(&cfg.Events.Retention, "retention", cfg.Events.Retention, "how long stream events are kept for resuming clients")
+	e.Duration(&cfg.Events.SafetyPoll, "safety-poll", cfg.Events.SafetyPoll, "re-check interval that bounds the delay of a lost notification")
+	e.Duration(&cfg.Events.Hub.SlowAfter, "slow-consumer-timeout", cfg.Events.Hub.SlowAfter, "how long a client may lag before it is disconnected")
+	e.Int(&cfg.Events.Hub.Buffer, "subscriber-buffer", cfg.Events.Hub.Buffer, "events queued per stream")
+	e.String(&cfg.Events.Channel, "notify-channel", cfg.Events.Channel, "Postgres NOTIFY channel")
 	if e.err != nil {
 		return nil, e.err
 	}
@@ -127,6 +136,7 @@ func parseConfig(args []string) (*Config, error) {
 	if cfg.ListenURL == "" {
 		cfg.ListenURL = cfg.DatabaseURL
 	}
+	cfg.Events.Node, cfg.Events.ListenURL = cfg.NodeID, cfg.ListenURL
 	return cfg, nil
 }
 

@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"time"
 
 	"github.com/confab-chat/confab/api"
+	"github.com/confab-chat/confab/events"
 	"github.com/confab-chat/confab/repository"
+	"github.com/confab-chat/confab/web"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Main wires the server together: it opens the store, builds the services
@@ -52,19 +55,23 @@ func (m *Main) Run(ctx context.Context) error {
 	if apiCfg.JWTSecret, err = m.jwtSecret(ctx, store); err != nil {
 		return err
 	}
-	srv := api.New(apiCfg, m.log, store, api.Options{})
-
-	httpSrv := &http.Server{
-		Handler: srv.Handler(),
-		// No WriteTimeout: it would kill long-lived streams. Slow clients
-		// are bounded by ReadHeaderTimeout and the streams' own per-write
-		// deadlines.
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewDBStatsCollector(store.DB().DB, "confab"),
+	)
+	broker := events.New(m.cfg.Events, store, m.log, reg)
+	if err := broker.Start(ctx); err != nil {
+		return err
 	}
+	defer broker.Stop()
+
+	srv := api.New(apiCfg, m.log, store, broker, api.Options{
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Web:     web.FS,
+	})
+	httpSrv := srv.HTTPServer(m.log)
 	ln, err := net.Listen("tcp", m.cfg.Addr)
 	if err != nil {
 		return err
@@ -89,7 +96,12 @@ func (m *Main) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 
+	// Streams and waiting polls end first (their clients reconnect to
+	// another node and resume from their cursors); then the server stops
+	// accepting and waits for requests in flight, so every write it
+	// accepted commits; the broker stops last, flushing its doorbells.
 	m.log.Info("shutting down")
+	broker.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownGrace)
 	defer cancel()
 	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {

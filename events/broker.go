@@ -1,0 +1,351 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/confab-chat/confab/repository"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes the real-time core of one node.
+type Config struct {
+	// Node names this node in sessions and notifications.
+	Node string
+	// ListenURL is the Postgres URL of the LISTEN connection (direct, not
+	// through a transaction pooler). Empty on SQLite.
+	ListenURL string
+	// Channel is the NOTIFY channel (tests give each database its own).
+	Channel string
+
+	Hub HubConfig
+	// SafetyPoll bounds how long a lost doorbell can delay an event.
+	SafetyPoll time.Duration
+	// ListenerPing is how long the listener waits idle before it pings.
+	ListenerPing time.Duration
+	// TypingTTL is how long a typing ping lasts without a refresh.
+	TypingTTL time.Duration
+	// NodeHeartbeat is how often the node proves it is alive; sessions of a
+	// node silent for NodeExpiry are dead.
+	NodeHeartbeat time.Duration
+	NodeExpiry    time.Duration
+	// PresenceDebounce delays "offline" so a reload does not flap.
+	PresenceDebounce time.Duration
+	// PollIdle ends a long-poll session that has not polled again.
+	PollIdle time.Duration
+	// Retention is how long stream rows are kept; PruneEvery how often the
+	// pruner runs (0: never).
+	Retention  time.Duration
+	PruneEvery time.Duration
+}
+
+// DefaultConfig returns production defaults.
+func DefaultConfig() Config {
+	return Config{
+		Channel:          "confab",
+		Hub:              HubConfig{Buffer: 256, Page: 256, SlowAfter: 10 * time.Second},
+		SafetyPoll:       5 * time.Second,
+		ListenerPing:     5 * time.Second,
+		TypingTTL:        5 * time.Second,
+		NodeHeartbeat:    10 * time.Second,
+		NodeExpiry:       35 * time.Second,
+		PresenceDebounce: 3 * time.Second,
+		PollIdle:         90 * time.Second,
+		Retention:        30 * 24 * time.Hour,
+		PruneEvery:       time.Hour,
+	}
+}
+
+// Broker is one node's real-time core: the hub, the bus between nodes,
+// typing state, sessions and presence.
+type Broker struct {
+	cfg     Config
+	store   *repository.Store
+	log     *slog.Logger
+	Metrics *Metrics
+
+	hub      *Hub
+	notifier *notifier // nil on SQLite
+	listener *listener // nil on SQLite
+	typing   *typingTable
+	sessions *sessions
+
+	presenceMu sync.Mutex
+	presence   map[string]bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a broker; Start runs it.
+func New(cfg Config, store *repository.Store, log *slog.Logger, reg prometheus.Registerer) *Broker {
+	m := NewMetrics(reg)
+	b := &Broker{
+		cfg: cfg, store: store, log: log, Metrics: m,
+		hub:      newHub(store, log, m, cfg.Hub),
+		typing:   newTypingTable(),
+		presence: map[string]bool{},
+	}
+	b.sessions = newSessions(b)
+	if store.IsPostgres() {
+		b.notifier = newNotifier(store, cfg.Channel, cfg.Node, log, m)
+		b.listener = &listener{
+			url: cfg.ListenURL, channel: cfg.Channel, node: cfg.Node, log: log, metrics: m,
+			pingInt:     cfg.ListenerPing,
+			onConnect:   b.hub.RingAll,
+			onDoorbell:  b.hub.Ring,
+			onEphemeral: b.receiveEphemeral,
+		}
+	}
+	return b
+}
+
+// Start runs the background loops until Stop.
+func (b *Broker) Start(ctx context.Context) error {
+	if err := b.store.HeartbeatNode(ctx, b.cfg.Node); err != nil {
+		return err
+	}
+	// A restarted node with the same id left rows behind.
+	if err := b.store.DeleteNodeSessions(ctx, b.cfg.Node); err != nil {
+		return err
+	}
+	ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	b.goLoop(func() { b.hub.run(ctx) })
+	if b.notifier != nil {
+		b.goLoop(func() { b.notifier.run(ctx) })
+		b.goLoop(func() { b.listener.run(ctx) })
+	}
+	b.goLoop(func() { b.every(ctx, b.cfg.SafetyPoll, b.hub.RingAll) })
+	b.goLoop(func() { b.every(ctx, 250*time.Millisecond, b.expireTyping) })
+	b.goLoop(func() { b.every(ctx, b.cfg.NodeHeartbeat, func() { b.heartbeat(ctx) }) })
+	b.goLoop(func() { b.every(ctx, b.cfg.PollIdle/3, func() { b.sessions.expirePolls(b.cfg.PollIdle) }) })
+	if b.cfg.PruneEvery > 0 {
+		b.goLoop(func() { b.every(ctx, b.cfg.PruneEvery, func() { b.prune(ctx) }) })
+	}
+	return nil
+}
+
+func (b *Broker) goLoop(fn func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		fn()
+	}()
+}
+
+func (b *Broker) every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}
+
+// Drain ends every stream and waiting poll (their clients reconnect to
+// another node and resume) and refuses new ones. Call it before shutting
+// the HTTP server down.
+func (b *Broker) Drain() { b.hub.close() }
+
+// Stop ends the background loops, flushing pending notifications, and
+// removes this node's sessions.
+func (b *Broker) Stop() {
+	b.hub.close()
+	if b.cancel != nil {
+		b.cancel()
+	}
+	b.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := b.store.DeleteNodeSessions(ctx, b.cfg.Node); err != nil {
+		b.log.Warn("delete node sessions", slog.Any("err", err))
+	}
+}
+
+// Ready reports whether this node receives other nodes' events.
+func (b *Broker) Ready(context.Context) error {
+	if b.listener != nil && !b.listener.up.Load() {
+		return errors.New("listener not connected")
+	}
+	return nil
+}
+
+// ListenerPID is the backend pid of the LISTEN connection (0 if none).
+func (b *Broker) ListenerPID() uint32 {
+	if b.listener == nil {
+		return 0
+	}
+	return b.listener.backendPID()
+}
+
+// Committed takes the pointers of events a transaction on this node just
+// committed: local subscribers are rung directly, other nodes by NOTIFY.
+func (b *Broker) Committed(ptrs []repository.Pointer) {
+	if len(ptrs) == 0 {
+		return
+	}
+	b.hub.Ring(ptrs)
+	if b.notifier != nil {
+		b.notifier.doorbells(ptrs)
+	}
+}
+
+// Subscribe starts delivering userID's events after seq `after`.
+func (b *Broker) Subscribe(userID string, after int64) *Subscription {
+	return b.hub.Subscribe(userID, after)
+}
+
+// Bounds returns the lowest seq still kept and the last seq of a user's
+// stream; a cursor below first-1 or above last must be reset.
+func (b *Broker) Bounds(ctx context.Context, userID string) (first, last int64, err error) {
+	return b.store.StreamBounds(ctx, userID)
+}
+
+// SetTyping records a typing ping (or stop) from userID in convID and tells
+// the conversation's other members.
+func (b *Broker) SetTyping(userID, convID string, typing bool, members []string) {
+	to := slices.DeleteFunc(slices.Clone(members), func(u string) bool { return u == userID })
+	b.setTyping(userID, convID, typing, to)
+}
+
+// StopTyping ends userID's typing in convID, if on: a sent message ends it.
+func (b *Broker) StopTyping(userID, convID string) {
+	b.setTyping(userID, convID, false, nil)
+}
+
+func (b *Broker) setTyping(userID, convID string, typing bool, to []string) {
+	now := time.Now().UTC()
+	st := Typing{ConversationID: convID, UserID: userID, Typing: typing, ExpiresAt: now}
+	if typing {
+		st.ExpiresAt = now.Add(b.cfg.TypingTTL)
+	}
+	was, prevTo := b.typing.set(st, to)
+	if !typing {
+		if !was {
+			return // nothing to stop
+		}
+		to = prevTo
+	}
+	data, _ := json.Marshal(st)
+	b.publish(TypeTyping, data, to)
+}
+
+// TypingIn lists who is typing in the given conversations.
+func (b *Broker) TypingIn(convIDs []string) []Typing {
+	return b.typing.active(convIDs, time.Now())
+}
+
+// expireTyping forgets typing pings past their TTL and tells this node's
+// subscribers (every node does the same for its own).
+func (b *Broker) expireTyping() {
+	stops, to := b.typing.expire(time.Now())
+	for i, st := range stops {
+		data, _ := json.Marshal(st)
+		b.hub.Publish(to[i], Event{Type: TypeTyping, Data: data, At: time.Now()})
+	}
+}
+
+// publish sends an ephemeral event to users here and on every other node.
+func (b *Broker) publish(typ string, data json.RawMessage, to []string) {
+	b.hub.Publish(to, Event{Type: typ, Data: data, At: time.Now()})
+	if b.notifier == nil {
+		return
+	}
+	for _, p := range encodeEphemeral(b.cfg.Node, typ, data, to) {
+		b.notifier.ephemeral(p)
+	}
+}
+
+// encodeEphemeral splits the recipients so every payload fits a NOTIFY.
+// Even with no recipients one payload goes out: typing state is kept by
+// every node.
+func encodeEphemeral(node, typ string, data json.RawMessage, to []string) []string {
+	prefix := string(kindEphemeral) + "|" + node + "|"
+	encode := func(part []string) string {
+		b, _ := json.Marshal(ephemeralMsg{Type: typ, Data: data, To: part})
+		return prefix + string(b)
+	}
+	var out []string
+	rest := to
+	for {
+		n := len(rest)
+		p := encode(rest[:n])
+		for len(p) > maxPayload && n > 1 {
+			n /= 2
+			p = encode(rest[:n])
+		}
+		out = append(out, p)
+		rest = rest[n:]
+		if len(rest) == 0 {
+			return out
+		}
+	}
+}
+
+func (b *Broker) receiveEphemeral(raw json.RawMessage) {
+	var m ephemeralMsg
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return
+	}
+	if m.Type == TypeTyping {
+		var st Typing
+		if json.Unmarshal(m.Data, &st) == nil {
+			b.typing.set(st, m.To)
+		}
+	}
+	b.hub.Publish(m.To, Event{Type: m.Type, Data: m.Data, At: time.Now()})
+}
+
+// OpenSession records a stream session; the returned func closes it.
+func (b *Broker) OpenSession(ctx context.Context, userID, transport, userAgent string) (string, func(), error) {
+	id, err := b.sessions.open(ctx, userID, transport, userAgent)
+	if err != nil {
+		return "", nil, err
+	}
+	return id, func() { b.sessions.close(id, userID) }, nil
+}
+
+// PollSession returns the long-poll session to use for a poll (reusing
+// sessionID when it is the user's); done marks the poll finished.
+func (b *Broker) PollSession(ctx context.Context, userID, sessionID, userAgent string) (id string, done func(), err error) {
+	return b.sessions.poll(ctx, userID, sessionID, userAgent)
+}
+
+// Sessions lists userID's live sessions on every node.
+func (b *Broker) Sessions(ctx context.Context, userID string) ([]repository.Session, error) {
+	return b.store.LiveSessions(ctx, userID, b.aliveSince())
+}
+
+func (b *Broker) aliveSince() time.Time { return time.Now().Add(-b.cfg.NodeExpiry) }
+
+func (b *Broker) heartbeat(ctx context.Context) {
+	if err := b.store.HeartbeatNode(ctx, b.cfg.Node); err != nil {
+		b.log.Warn("node heartbeat", slog.Any("err", err))
+		return
+	}
+	if n, err := b.store.ExpireNodes(ctx, b.aliveSince()); err != nil {
+		b.log.Warn("expire nodes", slog.Any("err", err))
+	} else if n > 0 {
+		b.log.Info("expired sessions of dead nodes", slog.Int64("sessions", n))
+	}
+}
+
+func (b *Broker) prune(ctx context.Context) {
+	n, err := b.store.PruneEvents(ctx, time.Now().Add(-b.cfg.Retention))
+	if err != nil {
+		b.log.Warn("prune events", slog.Any("err", err))
+		return
+	}
+	if n > 0 {
+		b.log.Info("pruned stream rows", slog.Int64("rows", n))
+	}
+}

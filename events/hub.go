@@ -1,0 +1,369 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confab-chat/confab/repository"
+)
+
+// Hub delivers each user's durable events to the user's subscribers on this
+// node, and ephemeral events as they come.
+//
+// Every subscriber has a cursor (the next seq it needs). Doorbells mark
+// users dirty; one dispatcher goroutine reads, in one query per batch, the
+// events after every distinct cursor of the dirty users, and hands each
+// subscriber the contiguous run that starts at its cursor. Backfill after
+// subscribing and live delivery are the same path, so there is no window
+// between them, and since a user's seqs commit in order a run read after
+// seq n is gap-free. A subscriber whose buffer is full simply stops
+// advancing ("behind"); it is re-read once it drains, and disconnected if it
+// stays behind for longer than slowAfter. The lock is never held across
+// I/O and sends never block.
+type Hub struct {
+	store     *repository.Store
+	log       *slog.Logger
+	metrics   *Metrics
+	bufSize   int
+	pageSize  int
+	slowAfter time.Duration
+
+	wake chan struct{}
+
+	mu      sync.Mutex
+	users   map[string]map[*Subscription]struct{}
+	pending map[string]int64 // user -> lowest seq rung (0: check every subscriber)
+	closed  bool
+}
+
+// HubConfig tunes a Hub.
+type HubConfig struct {
+	// Buffer is each subscriber's queue length.
+	Buffer int
+	// Page bounds the events read per cursor per dispatch.
+	Page int
+	// SlowAfter is how long a subscriber may stay behind before it is
+	// disconnected (it resumes from its cursor).
+	SlowAfter time.Duration
+}
+
+func newHub(store *repository.Store, log *slog.Logger, m *Metrics, cfg HubConfig) *Hub {
+	return &Hub{
+		store: store, log: log, metrics: m,
+		bufSize: cfg.Buffer, pageSize: cfg.Page, slowAfter: cfg.SlowAfter,
+		wake:    make(chan struct{}, 1),
+		users:   map[string]map[*Subscription]struct{}{},
+		pending: map[string]int64{},
+	}
+}
+
+// Subscription is one stream's or poller's view of a user's events.
+type Subscription struct {
+	UserID string
+
+	hub  *Hub
+	c    chan Event
+	done chan struct{}
+	err  error // set before done is closed
+
+	behind atomic.Bool
+	// Guarded by hub.mu.
+	next        int64
+	behindSince time.Time
+	ended       bool
+}
+
+// Events delivers the subscriber's events: durable ones in seq order, each
+// once, starting after the cursor given to Subscribe.
+func (s *Subscription) Events() <-chan Event { return s.c }
+
+// Done is closed when the hub ends the subscription; Err says why.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err is ErrSlowConsumer or ErrShutdown once Done is closed.
+func (s *Subscription) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Received tells the hub the consumer has drained events, so a subscriber
+// that fell behind gets the rest.
+func (s *Subscription) Received() {
+	if s.behind.Load() && len(s.c) <= cap(s.c)/2 {
+		s.hub.ring(s.UserID, 0)
+	}
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() { s.hub.remove(s, nil) }
+
+// Subscribe starts delivering userID's events after seq `after`.
+func (h *Hub) Subscribe(userID string, after int64) *Subscription {
+	s := &Subscription{UserID: userID, hub: h, c: make(chan Event, h.bufSize), done: make(chan struct{}), next: after + 1}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		s.err, s.ended = ErrShutdown, true
+		close(s.done)
+		return s
+	}
+	subs := h.users[userID]
+	if subs == nil {
+		subs = map[*Subscription]struct{}{}
+		h.users[userID] = subs
+	}
+	subs[s] = struct{}{}
+	h.markLocked(userID, 0)
+	h.mu.Unlock()
+	h.poke()
+	return s
+}
+
+func (h *Hub) remove(s *Subscription, why error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.removeLocked(s, why)
+}
+
+func (h *Hub) removeLocked(s *Subscription, why error) {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	s.err = why
+	close(s.done)
+	if subs := h.users[s.UserID]; subs != nil {
+		delete(subs, s)
+		if len(subs) == 0 {
+			delete(h.users, s.UserID)
+			delete(h.pending, s.UserID)
+		}
+	}
+}
+
+// Ring marks users as having new events up to the pointers' seqs. Users
+// without local subscribers are ignored.
+func (h *Hub) Ring(ptrs []repository.Pointer) {
+	if len(ptrs) == 0 {
+		return
+	}
+	h.mu.Lock()
+	for _, p := range ptrs {
+		if _, ok := h.users[p.UserID]; ok {
+			h.markLocked(p.UserID, p.Seq)
+		}
+	}
+	h.mu.Unlock()
+	h.poke()
+}
+
+// RingAll re-checks every local subscriber: after a listener reconnect
+// (doorbells may have been lost) and on the safety poll.
+func (h *Hub) RingAll() {
+	h.mu.Lock()
+	for u := range h.users {
+		h.markLocked(u, 0)
+	}
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *Hub) ring(userID string, seq int64) {
+	h.mu.Lock()
+	if _, ok := h.users[userID]; ok {
+		h.markLocked(userID, seq)
+	}
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *Hub) markLocked(userID string, seq int64) {
+	if old, ok := h.pending[userID]; !ok || seq == 0 || (old != 0 && seq < old) {
+		h.pending[userID] = seq
+	}
+}
+
+func (h *Hub) poke() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Users returns the users with local subscribers.
+func (h *Hub) Users() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.users))
+	for u := range h.users {
+		out = append(out, u)
+	}
+	return out
+}
+
+// Publish hands an ephemeral event to the local subscribers of users. It
+// is best effort: a full buffer drops it.
+func (h *Hub) Publish(users []string, ev Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, u := range users {
+		for s := range h.users[u] {
+			select {
+			case s.c <- ev:
+			default:
+			}
+		}
+	}
+}
+
+// run dispatches until ctx ends.
+func (h *Hub) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.wake:
+			h.dispatch(ctx)
+		case <-tick.C:
+			h.dropSlow()
+		}
+	}
+}
+
+type cursorKey struct {
+	user  string
+	after int64
+}
+
+func (h *Hub) dispatch(ctx context.Context) {
+	h.mu.Lock()
+	if len(h.pending) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	pending := h.pending
+	h.pending = map[string]int64{}
+	keys := map[cursorKey]struct{}{}
+	for u, seq := range pending {
+		for s := range h.users[u] {
+			// A subscriber already past the rung seq, and not behind, has
+			// nothing new from this doorbell.
+			if seq == 0 || s.next <= seq || s.behind.Load() {
+				keys[cursorKey{u, s.next - 1}] = struct{}{}
+			}
+		}
+	}
+	h.mu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+
+	cursors := make([]repository.Cursor, 0, len(keys))
+	for k := range keys {
+		cursors = append(cursors, repository.Cursor{UserID: k.user, After: k.after})
+	}
+	rows, err := h.store.EventsAfterCursors(ctx, cursors, h.pageSize)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.log.Warn("hub: read events", slog.Any("err", err))
+			// Try again shortly; the doorbells are not lost.
+			h.mu.Lock()
+			for u, seq := range pending {
+				if _, ok := h.users[u]; ok {
+					h.markLocked(u, seq)
+				}
+			}
+			h.mu.Unlock()
+			time.AfterFunc(time.Second, h.poke)
+		}
+		return
+	}
+	byUser := map[string][]Event{}
+	for _, r := range rows {
+		byUser[r.UserID] = append(byUser[r.UserID], Event{Seq: r.Seq, Type: r.Type, Data: json.RawMessage(r.Data), At: r.CreatedAt})
+	}
+	more := false
+	h.mu.Lock()
+	for u, evs := range byUser {
+		for s := range h.users[u] {
+			if h.deliverLocked(s, evs) {
+				h.markLocked(u, 0)
+				more = true
+			}
+		}
+	}
+	h.mu.Unlock()
+	if more {
+		h.poke()
+	}
+}
+
+// deliverLocked hands s the run of evs (sorted, possibly from several
+// cursors) that starts at s.next. It reports whether s needs another read:
+// the run went past what evs hold.
+func (h *Hub) deliverLocked(s *Subscription, evs []Event) (again bool) {
+	delivered := false
+	for _, ev := range evs {
+		if ev.Seq < s.next {
+			continue
+		}
+		if ev.Seq > s.next {
+			// This window started past s's cursor; s needs its own read.
+			return true
+		}
+		select {
+		case s.c <- ev:
+			s.next++
+			delivered = true
+		default:
+			if !s.behind.Load() {
+				s.behind.Store(true)
+				s.behindSince = time.Now()
+			}
+			return false // re-read when the consumer drains (Received)
+		}
+	}
+	if delivered && s.behind.Load() && len(s.c) < cap(s.c) {
+		s.behind.Store(false)
+		s.behindSince = time.Time{}
+	}
+	// A full page may have more after it.
+	return len(evs) > 0 && evs[len(evs)-1].Seq == s.next-1 && len(evs) >= h.pageSize
+}
+
+// dropSlow disconnects subscribers that stayed behind too long.
+func (h *Hub) dropSlow() {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, subs := range h.users {
+		for s := range subs {
+			if s.behind.Load() && !s.behindSince.IsZero() && now.Sub(s.behindSince) > h.slowAfter {
+				h.removeLocked(s, ErrSlowConsumer)
+				h.metrics.SlowDisconnects.Inc()
+			}
+		}
+	}
+}
+
+// close ends every subscription (shutdown) and refuses new ones.
+func (h *Hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, subs := range h.users {
+		for s := range subs {
+			h.removeLocked(s, ErrShutdown)
+		}
+	}
+}

@@ -1,0 +1,273 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confab-chat/confab/repository"
+	"github.com/jackc/pgx/v5"
+)
+
+// maxPayload keeps every NOTIFY under Postgres' 8000-byte limit.
+const maxPayload = 7900
+
+// Notification payloads: "d|<node>|<user>:<seq>,..." rings doorbells;
+// "e|<node>|<json>" carries an ephemeral event.
+const (
+	kindDoorbell  = 'd'
+	kindEphemeral = 'e'
+)
+
+// notifier sends this node's doorbells to the other nodes. It coalesces:
+// when no NOTIFY is in flight it sends at once, otherwise it accumulates
+// until the one in flight returns. NOTIFY runs after the writing
+// transaction committed, in its own statement, because Postgres serialises
+// notifying commits on a cluster-wide lock.
+type notifier struct {
+	store   *repository.Store
+	channel string
+	node    string
+	log     *slog.Logger
+	metrics *Metrics
+
+	mu      sync.Mutex
+	ptrs    []repository.Pointer
+	eph     []string // encoded ephemeral payloads
+	wake    chan struct{}
+	flushed chan struct{}
+}
+
+func newNotifier(store *repository.Store, channel, node string, log *slog.Logger, m *Metrics) *notifier {
+	return &notifier{store: store, channel: channel, node: node, log: log, metrics: m, wake: make(chan struct{}, 1)}
+}
+
+func (n *notifier) doorbells(ptrs []repository.Pointer) {
+	n.mu.Lock()
+	n.ptrs = append(n.ptrs, ptrs...)
+	n.mu.Unlock()
+	n.poke()
+}
+
+func (n *notifier) ephemeral(payload string) {
+	n.mu.Lock()
+	n.eph = append(n.eph, payload)
+	n.mu.Unlock()
+	n.poke()
+}
+
+func (n *notifier) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			// Flush what is left: lose no doorbell we can still send.
+			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			n.flush(fctx)
+			cancel()
+			return
+		case <-n.wake:
+			n.flush(ctx)
+		}
+	}
+}
+
+func (n *notifier) flush(ctx context.Context) {
+	n.mu.Lock()
+	ptrs, eph := n.ptrs, n.eph
+	n.ptrs, n.eph = nil, nil
+	n.mu.Unlock()
+	payloads := append(encodeDoorbells(n.node, ptrs), eph...)
+	if len(payloads) == 0 {
+		return
+	}
+	if err := n.store.Notify(ctx, n.channel, payloads); err != nil {
+		// Lost doorbells are covered by the other nodes' safety poll.
+		n.log.Warn("notify failed", slog.Int("payloads", len(payloads)), slog.Any("err", err))
+		return
+	}
+	n.metrics.NotifySent.Add(float64(len(payloads)))
+}
+
+// encodeDoorbells packs pointers into as few payloads as fit, keeping only
+// the highest seq per user.
+func encodeDoorbells(node string, ptrs []repository.Pointer) []string {
+	if len(ptrs) == 0 {
+		return nil
+	}
+	top := map[string]int64{}
+	order := []string{}
+	for _, p := range ptrs {
+		if old, ok := top[p.UserID]; !ok {
+			order = append(order, p.UserID)
+			top[p.UserID] = p.Seq
+		} else if p.Seq > old {
+			top[p.UserID] = p.Seq
+		}
+	}
+	var out []string
+	prefix := string(kindDoorbell) + "|" + node + "|"
+	var b strings.Builder
+	for _, u := range order {
+		item := u + ":" + strconv.FormatInt(top[u], 10)
+		if b.Len() > 0 && b.Len()+1+len(item) > maxPayload {
+			out = append(out, b.String())
+			b.Reset()
+		}
+		if b.Len() == 0 {
+			b.WriteString(prefix)
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(item)
+	}
+	return append(out, b.String())
+}
+
+// decodeDoorbells parses the pointers of a doorbell payload body.
+func decodeDoorbells(body string) []repository.Pointer {
+	var out []repository.Pointer
+	for item := range strings.SplitSeq(body, ",") {
+		u, s, ok := strings.Cut(item, ":")
+		seq, err := strconv.ParseInt(s, 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		out = append(out, repository.Pointer{UserID: u, Seq: seq})
+	}
+	return out
+}
+
+// listener holds the one LISTEN connection of this node, outside the pool.
+// It pings an idle connection so a dead socket is noticed within seconds,
+// reconnects with backoff, and after every (re)connect has the hub re-read
+// every local subscriber, since doorbells sent meanwhile are gone.
+type listener struct {
+	url     string
+	channel string
+	node    string
+	log     *slog.Logger
+	metrics *Metrics
+	// onConnect runs after LISTEN succeeded; onDoorbell and onEphemeral
+	// get other nodes' notifications.
+	onConnect   func()
+	onDoorbell  func([]repository.Pointer)
+	onEphemeral func(json.RawMessage)
+
+	up      atomic.Bool
+	pingInt time.Duration
+	pidMu   sync.Mutex
+	pid     uint32
+}
+
+func (l *listener) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := l.session(ctx)
+		l.up.Store(false)
+		l.metrics.ListenerUp.Set(0)
+		if ctx.Err() != nil {
+			return
+		}
+		l.log.Warn("listener disconnected; reconnecting", slog.Any("err", err), slog.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+		}
+	}
+}
+
+// session runs one connection until it fails.
+func (l *listener) session(ctx context.Context) error {
+	cfg, err := pgx.ParseConfig(l.url)
+	if err != nil {
+		return err
+	}
+	cfg.RuntimeParams["application_name"] = "confab-listener " + l.node
+	cfg.ConnectTimeout = 5 * time.Second
+	dialer := &net.Dialer{KeepAlive: 5 * time.Second, Timeout: 5 * time.Second}
+	cfg.DialFunc = dialer.DialContext
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
+		return err
+	}
+	l.pidMu.Lock()
+	l.pid = conn.PgConn().PID()
+	l.pidMu.Unlock()
+	l.up.Store(true)
+	l.metrics.ListenerUp.Set(1)
+	l.metrics.ListenerRestarts.Inc()
+	l.log.Info("listening", slog.String("channel", l.channel))
+	l.onConnect()
+
+	for {
+		wctx, cancel := context.WithTimeout(ctx, l.pingInt)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				// Idle: prove the socket is alive.
+				pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				err := conn.Ping(pctx)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("ping: %w", err)
+				}
+				continue
+			}
+			return err
+		}
+		l.handle(n.Payload)
+	}
+}
+
+func (l *listener) handle(payload string) {
+	kind, rest, ok := strings.Cut(payload, "|")
+	if !ok || len(kind) != 1 {
+		return
+	}
+	node, body, ok := strings.Cut(rest, "|")
+	if !ok || node == l.node {
+		return // our own: the hub already has it
+	}
+	l.metrics.NotifyReceived.Inc()
+	switch kind[0] {
+	case kindDoorbell:
+		l.onDoorbell(decodeDoorbells(body))
+	case kindEphemeral:
+		l.onEphemeral(json.RawMessage(body))
+	}
+}
+
+// backendPID is the listener connection's server process (tests kill it).
+func (l *listener) backendPID() uint32 {
+	l.pidMu.Lock()
+	defer l.pidMu.Unlock()
+	return l.pid
+}

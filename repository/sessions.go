@@ -1,0 +1,95 @@
+package repository
+
+import (
+	"context"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Session is one live stream or long-poller.
+type Session struct {
+	bun.BaseModel `bun:"table:sessions,alias:s"`
+
+	ID          string    `bun:"id,pk" json:"id"`
+	UserID      string    `bun:"user_id" json:"-"`
+	Transport   string    `bun:"transport" json:"transport"`
+	Node        string    `bun:"node" json:"node"`
+	UserAgent   string    `bun:"user_agent" json:"user_agent"`
+	ConnectedAt time.Time `bun:"connected_at" json:"connected_at"`
+	LastSeenAt  time.Time `bun:"last_seen_at" json:"last_seen_at"`
+}
+
+type node struct {
+	bun.BaseModel `bun:"table:nodes"`
+
+	ID         string    `bun:"id,pk"`
+	StartedAt  time.Time `bun:"started_at"`
+	LastSeenAt time.Time `bun:"last_seen_at"`
+}
+
+// HeartbeatNode records that node is alive. Liveness is kept per node, not
+// per session: one write per node per interval whatever its session count.
+func (s *Store) HeartbeatNode(ctx context.Context, id string) error {
+	now := s.now()
+	_, err := s.db.NewInsert().Model(&node{ID: id, StartedAt: now, LastSeenAt: now}).
+		On("CONFLICT (id) DO UPDATE").Set("last_seen_at = EXCLUDED.last_seen_at").Exec(ctx)
+	return err
+}
+
+// CreateSession stores a new live session.
+func (s *Store) CreateSession(ctx context.Context, userID, transport, nodeID, userAgent string) (*Session, error) {
+	now := s.now()
+	sess := &Session{ID: newID(), UserID: userID, Transport: transport, Node: nodeID, UserAgent: userAgent, ConnectedAt: now, LastSeenAt: now}
+	_, err := s.db.NewInsert().Model(sess).Exec(ctx)
+	return sess, err
+}
+
+// DeleteSession removes a session that ended.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	_, err := s.db.NewDelete().Model((*Session)(nil)).Where("id = ?", id).Exec(ctx)
+	return err
+}
+
+// DeleteNodeSessions removes every session of a node (its start and stop).
+func (s *Store) DeleteNodeSessions(ctx context.Context, nodeID string) error {
+	_, err := s.db.NewDelete().Model((*Session)(nil)).Where("node = ?", nodeID).Exec(ctx)
+	return err
+}
+
+// LiveSessions lists userID's sessions on nodes seen since aliveSince; a
+// session's last_seen_at is its node's heartbeat.
+func (s *Store) LiveSessions(ctx context.Context, userID string, aliveSince time.Time) ([]Session, error) {
+	sessions := []Session{}
+	err := s.db.NewSelect().Model(&sessions).
+		ColumnExpr("s.id, s.user_id, s.transport, s.node, s.user_agent, s.connected_at").
+		ColumnExpr("n.last_seen_at AS last_seen_at").
+		Join("JOIN nodes AS n ON n.id = s.node").
+		Where("s.user_id = ? AND n.last_seen_at >= ?", userID, aliveSince).
+		Order("s.connected_at").Scan(ctx)
+	return sessions, err
+}
+
+// CountLiveSessions counts userID's sessions on live nodes.
+func (s *Store) CountLiveSessions(ctx context.Context, userID string, aliveSince time.Time) (int64, error) {
+	return s.db.NewSelect().Model((*Session)(nil)).
+		Join("JOIN nodes AS n ON n.id = s.node").
+		Where("s.user_id = ? AND n.last_seen_at >= ?", userID, aliveSince).Count(ctx)
+}
+
+// ExpireNodes deletes nodes not seen since aliveSince and their sessions:
+// what a crashed node left behind.
+func (s *Store) ExpireNodes(ctx context.Context, aliveSince time.Time) (int64, error) {
+	var n int64
+	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*Session)(nil)).
+			Where("node NOT IN (SELECT id FROM nodes WHERE last_seen_at >= ?)", aliveSince).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.NewDelete().Model((*node)(nil)).Where("last_seen_at < ?", aliveSince).Exec(ctx)
+		return err
+	})
+	return n, err
+}
