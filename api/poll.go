@@ -13,8 +13,8 @@ import (
 const maxPollTimeout = 60
 
 type pollEvent struct {
-	Seq  int64  `json:"seq"`
-	Type string `json:"type"`
+	Seq  int64           `json:"seq"`
+	Type string          `json:"type"`
 	Data json.RawMessage `json:"data"`
 }
 

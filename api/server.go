@@ -74,15 +74,15 @@ func DefaultConfig() Config {
 
 // Server holds the dependencies of the handlers.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	store     *repository.Store
-	broker    *events.Broker
-	metrics   http.Handler
-	web       fs.FS
-	tokens    *tokens
-	passwords *passwords
-	userFails *limiters
+	cfg        Config
+	log        *slog.Logger
+	store      *repository.Store
+	broker     *events.Broker
+	metrics    http.Handler
+	web        fs.FS
+	tokens     *tokens
+	passwords  *passwords
+	userFails  *limiters
 	addrFails  *limiters
 	typingRate *limiters
 }
@@ -105,10 +105,10 @@ func New(cfg Config, log *slog.Logger, store *repository.Store, broker *events.B
 		metrics:    opts.Metrics,
 		web:        opts.Web,
 		typingRate: newLimiters(cfg.TypingInterval, cfg.TypingBurst),
-		tokens:    newTokens(cfg.JWTSecret, cfg.Issuer, cfg.Audience, cfg.AccessTTL),
-		passwords: newPasswords(cfg.HashParams, cfg.HashConcurrency),
-		userFails: newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerUser),
-		addrFails: newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerAddr),
+		tokens:     newTokens(cfg.JWTSecret, cfg.Issuer, cfg.Audience, cfg.AccessTTL),
+		passwords:  newPasswords(cfg.HashParams, cfg.HashConcurrency),
+		userFails:  newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerUser),
+		addrFails:  newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerAddr),
 	}
 	return s
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
 )
 
 // Transports a session can use.
