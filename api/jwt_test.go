@@ -66,6 +66,11 @@ func TestAccessTokens(t *testing.T) {
 			return unsigned + "." + b64(mac.Sum(nil))
 		}
 
+		// at sets iat and exp relative to now.
+		at := func(iat, exp time.Duration) func(jwt.MapClaims) {
+			return func(c jwt.MapClaims) { c["iat"], c["exp"] = now.Add(iat).Unix(), now.Add(exp).Unix() }
+		}
+
 		valid := hs256(nil)
 		for _, h := range []string{"Bearer " + valid, "bearer " + valid, "BEARER  " + valid} {
 			if r := e.doWith("GET", "/v1/me", http.Header{"Authorization": {h}}, nil, false); r.status != http.StatusOK {
@@ -97,11 +102,11 @@ func TestAccessTokens(t *testing.T) {
 			{name: "three empty parts", header: []string{"Bearer .."}},
 			{name: "non-base64 parts", header: []string{"Bearer a!.b!.c!"}},
 			{name: "JSON junk in the parts", header: []string{"Bearer " + b64([]byte(`{"alg":`)) + "." + b64([]byte("[]")) + ".x"}},
-			{name: "expired", header: []string{"Bearer " + hs256(func(c jwt.MapClaims) { c["iat"] = now.Add(-2 * time.Hour).Unix(); c["exp"] = now.Add(-time.Hour).Unix() })}},
-			{name: "just expired, past the leeway", header: []string{"Bearer " + hs256(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Second).Unix() })}},
+			{name: "expired", header: []string{"Bearer " + hs256(at(-2*time.Hour, -time.Hour))}},
+			{name: "just expired, past the leeway", header: []string{"Bearer " + hs256(at(-time.Minute, -10*time.Second))}},
 			{name: "missing exp", header: []string{"Bearer " + hs256(func(c jwt.MapClaims) { delete(c, "exp") })}},
 			{name: "exp as a string", header: []string{"Bearer " + hs256(func(c jwt.MapClaims) { c["exp"] = "never" })}},
-			{name: "iat in the future", header: []string{"Bearer " + hs256(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix(); c["exp"] = now.Add(2 * time.Hour).Unix() })}},
+			{name: "iat in the future", header: []string{"Bearer " + hs256(at(time.Hour, 2*time.Hour))}},
 			{name: "nbf in the future", header: []string{"Bearer " + hs256(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })}},
 			{name: "wrong audience", header: []string{"Bearer " + hs256(func(c jwt.MapClaims) { c["aud"] = []string{"someone-else"} })}},
 			{name: "missing audience", header: []string{"Bearer " + hs256(func(c jwt.MapClaims) { delete(c, "aud") })}},
