@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -48,7 +49,7 @@ func (s *Server) poll(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	start, reset, ok := s.startCursor(c, cursor, given)
+	start, last, reset, ok := s.startCursor(c, cursor, given)
 	if !ok {
 		return
 	}
@@ -60,9 +61,15 @@ func (s *Server) poll(c *gin.Context) {
 	defer done()
 	out := pollResponse{Events: []pollEvent{}, Cursor: start, Reset: reset, SessionID: sessionID}
 	if given && !reset {
-		out.Events, out.Cursor = s.wait(c, start, time.Duration(timeout)*time.Second)
+		wait := time.Duration(timeout) * time.Second
+		if start < last {
+			// Events exist: answer as soon as the hub hands them over,
+			// whatever the timeout.
+			wait = max(wait, 10*time.Second)
+		}
+		out.Events, out.Cursor = s.wait(c, start, wait)
 	}
-	out.Typing = s.broker.TypingIn(convs)
+	out.Typing = slices.DeleteFunc(s.broker.TypingIn(convs), func(t events.Typing) bool { return t.UserID == uid })
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, out)
 }

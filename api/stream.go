@@ -45,19 +45,19 @@ func parseCursor(values ...string) (cursor int64, ok bool, err error) {
 // startCursor decides where a stream or poll starts: the head when no
 // cursor was given, the cursor when it can be continued, else the head with
 // reset set, so the client reloads state instead of silently missing events.
-func (s *Server) startCursor(c *gin.Context, cursor int64, given bool) (start int64, reset bool, ok bool) {
+func (s *Server) startCursor(c *gin.Context, cursor int64, given bool) (start, last int64, reset, ok bool) {
 	first, last, err := s.broker.Bounds(c.Request.Context(), userID(c))
 	if err != nil {
 		s.fail(c, err)
-		return 0, false, false
+		return 0, 0, false, false
 	}
 	if !given {
-		return last, false, true
+		return last, last, false, true
 	}
 	if cursor < first-1 || cursor > last {
-		return last, true, true
+		return last, last, true, true
 	}
-	return cursor, false, true
+	return cursor, last, false, true
 }
 
 // events serves GET /v1/events: the user's Server-Sent Events stream.
@@ -67,7 +67,7 @@ func (s *Server) events(c *gin.Context) {
 		problem(c, http.StatusBadRequest, CodeInvalidCursor, "Last-Event-ID / last_event_id must be a non-negative integer")
 		return
 	}
-	start, reset, ok := s.startCursor(c, cursor, given)
+	start, _, reset, ok := s.startCursor(c, cursor, given)
 	if !ok {
 		return
 	}
