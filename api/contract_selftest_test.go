@@ -141,7 +141,7 @@ func contractStub(skipHeaderSeen *bool, mu *sync.Mutex) http.Handler {
 			if r.URL.Query().Get("cursor") == "99" {
 				ev = `{"seq":5,"type":"message.deleted","data":{}}`
 			}
-			writeJSON(w, "application/json", 200, `{"events":[`+ev+`],"cursor":5,"typing":[],"reset":false}`)
+			writeJSON(w, "application/json", 200, `{"events":[`+ev+`],"cursor":5,"typing":[],"reset":false,"session_id":"s1"}`)
 		case "POST /v1/auth/register":
 			var body strings.Builder
 			io.Copy(&body, r.Body)

@@ -8,8 +8,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -66,8 +66,9 @@ func testEventsConfig(t testing.TB, store *repository.Store) events.Config {
 	return ec
 }
 
-// newEnvWith serves the API and a running broker (one node) on store.
-func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events.Config) *env {
+// newEnvWith serves the API and a running broker (one node) on store, with
+// the http.Server production uses; tweak may adjust it.
+func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events.Config, tweak ...func(*http.Server)) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	broker := events.New(ec, store, log, prometheus.NewRegistry())
@@ -76,10 +77,22 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 	}
 	t.Cleanup(broker.Stop)
 	srv := api.New(cfg, log, store, broker, api.Options{})
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	t.Cleanup(broker.Drain) // streams end first, so ts.Close does not wait on them
-	return &env{t: t, store: store, broker: broker, url: ts.URL, client: &http.Client{Transport: newContractTransport(t)}}
+	hs := srv.HTTPServer(log)
+	for _, f := range tweak {
+		f(hs)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	t.Cleanup(func() {
+		broker.Drain() // streams end first, so Shutdown does not wait on them
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+	})
+	return &env{t: t, store: store, broker: broker, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
 }
 
 func randomHex(n int) string {

@@ -464,3 +464,32 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamOutlivesServerTimeouts: the stream survives read and idle
+// timeouts far shorter than its life, and heartbeats keep an idle stream
+// visibly alive.
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		cfg := testConfig()
+		cfg.StreamHeartbeat = 200 * time.Millisecond
+		e := newEnvWith(t, store, cfg, testEventsConfig(t, store), func(hs *http.Server) {
+			hs.ReadTimeout, hs.ReadHeaderTimeout, hs.IdleTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+		})
+		alice, bob := e.register("alice"), e.register("bob")
+		g := e.group(alice, bob)
+		s := e.openStream(bob.Token, streamOpts{})
+		cursor := s.ready()
+		for i := range 8 { // 8 heartbeats: well past every server timeout
+			select {
+			case c := <-s.comments:
+				if c != "ping" {
+					t.Fatalf("comment %q", c)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatalf("no heartbeat %d", i)
+			}
+		}
+		e.send(alice, g.ID, "still there?")
+		s.messages(1, cursor)
+	})
+}
