@@ -6,7 +6,7 @@ STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: run build test lint fmt vet staticcheck race bench clean
+.PHONY: run build test lint fmt vet staticcheck race pg-restart bench clean
 
 ## run: serve on :8080 with the embedded SQLite store (confab.db), no setup
 run:
@@ -18,7 +18,7 @@ build:
 
 ## test: formatting, vet, staticcheck, then every test with the race detector
 ## on SQLite and Postgres (CONFAB_TEST_DATABASE_URL, default local postgres/test)
-test: lint race
+test: lint race pg-restart
 
 lint: fmt vet staticcheck
 
@@ -37,6 +37,15 @@ staticcheck: $(STATICCHECK)
 
 race:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The Postgres-restart fault test disturbs every other user of the server,
+# so it runs alone, after the main pass, where a local cluster can be restarted.
+pg-restart:
+	@if command -v pg_ctlcluster >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && ls -d /etc/postgresql/*/main >/dev/null 2>&1; then \
+	  v=$$(ls /etc/postgresql | sort -V | tail -n 1); \
+	  CONFAB_TEST_PG_RESTART="pg_ctlcluster --skip-systemctl-redirect $$v main restart" \
+	    $(GO) test -race -count=1 -run '^TestClusterSurvivesPostgresRestart$$' ./api/; \
+	else echo "*** skipping the Postgres restart test: no local cluster this user can restart ***"; fi
 
 ## bench: the performance scenarios (see docs/PERFORMANCE.md)
 bench:

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ type env struct {
 	t      testing.TB
 	store  *repository.Store
 	broker *events.Broker
+	stop   func() // stops the node as SIGTERM would (idempotent)
 	url    string
 	client *http.Client
 }
@@ -75,7 +77,6 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 	if err := broker.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(broker.Stop)
 	srv := api.New(cfg, log, store, broker, api.Options{})
 	hs := srv.HTTPServer(log)
 	for _, f := range tweak {
@@ -86,13 +87,18 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 		t.Fatal(err)
 	}
 	go hs.Serve(ln)
-	t.Cleanup(func() {
-		broker.Drain() // streams end first, so Shutdown does not wait on them
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hs.Shutdown(ctx)
-	})
-	return &env{t: t, store: store, broker: broker, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			broker.Drain() // streams end first, so Shutdown does not wait on them
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			hs.Shutdown(ctx)
+			broker.Stop()
+		})
+	}
+	t.Cleanup(stop)
+	return &env{t: t, store: store, broker: broker, stop: stop, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
 }
 
 func randomHex(n int) string {
@@ -288,4 +294,23 @@ func (e *env) send(from user, convID, body string) message {
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// doCtx sends a JSON request from any goroutine: it never fails the test,
+// and a transport error comes back as status 0.
+func (e *env) doCtx(ctx context.Context, method, path, token string, body any) resp {
+	data, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, method, e.url+path, bytes.NewReader(data))
+	if err != nil {
+		return resp{}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return resp{}
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return resp{status: res.StatusCode, header: res.Header, body: out}
 }

@@ -105,6 +105,11 @@ func (s *Server) fail(c *gin.Context, err error) {
 	case c.Request.Context().Err() != nil:
 		// The client went away; nothing to answer.
 		c.Abort()
+	case repository.IsUnavailable(err):
+		s.log.WarnContext(c.Request.Context(), "database unavailable",
+			slog.String("request_id", requestID(c)), slog.String("path", c.FullPath()), slog.Any("err", err))
+		c.Header("Retry-After", "1")
+		problem(c, http.StatusServiceUnavailable, CodeUnavailable, "the database is unavailable; retry (sends are idempotent with client_msg_id)")
 	default:
 		s.log.ErrorContext(c.Request.Context(), "request failed",
 			slog.String("request_id", requestID(c)), slog.String("path", c.FullPath()), slog.Any("err", err))
