@@ -246,6 +246,16 @@ func (e *env) tokens(r resp) user {
 	return out.User
 }
 
+// stream returns every event stored in u's stream, in seq order.
+func (e *env) stream(u user) []repository.Event {
+	e.t.Helper()
+	evs, err := e.store.EventsAfter(context.Background(), u.ID, 0, 1<<20)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return evs
+}
+
 // state dumps the stored client data (see dbtest.Snapshot).
 func (e *env) state() string {
 	e.t.Helper()
@@ -253,9 +263,10 @@ func (e *env) state() string {
 }
 
 type conversation struct {
-	ID          string `json:"id"`
-	Kind        string `json:"kind"`
-	UnreadCount int    `json:"unread_count"`
+	ID          string  `json:"id"`
+	Kind        string  `json:"kind"`
+	Title       *string `json:"title"`
+	UnreadCount int     `json:"unread_count"`
 	Members     []struct {
 		UserID string `json:"user_id"`
 	} `json:"members"`
