@@ -20,7 +20,7 @@ import (
 	"github.com/confab-chat/confab/events"
 	"github.com/confab-chat/confab/repository"
 	"github.com/confab-chat/confab/repository/dbtest"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/confab-chat/confab/web"
 )
 
 // cheapHash keeps password hashing from dominating test time; one test
@@ -33,6 +33,7 @@ type env struct {
 	store  *repository.Store
 	broker *events.Broker
 	stop   func() // stops the node as SIGTERM would (idempotent)
+	logs   *syncBuffer
 	url    string
 	client *http.Client
 }
@@ -72,12 +73,14 @@ func testEventsConfig(t testing.TB, store *repository.Store) events.Config {
 // the http.Server production uses; tweak may adjust it.
 func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events.Config, tweak ...func(*http.Server)) *env {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	broker := events.New(ec, store, log, prometheus.NewRegistry())
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	reg := api.NewRegistry(store.DB().DB)
+	broker := events.New(ec, store, log, reg)
 	if err := broker.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(cfg, log, store, broker, api.Options{})
+	srv := api.New(cfg, log, store, broker, api.Options{Metrics: api.MetricsHandler(reg), Web: web.FS})
 	hs := srv.HTTPServer(log)
 	for _, f := range tweak {
 		f(hs)
@@ -98,7 +101,7 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 		})
 	}
 	t.Cleanup(stop)
-	return &env{t: t, store: store, broker: broker, stop: stop, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
+	return &env{t: t, store: store, broker: broker, stop: stop, logs: logs, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
 }
 
 func randomHex(n int) string {
@@ -324,4 +327,22 @@ func (e *env) doCtx(ctx context.Context, method, path, token string, body any) r
 	defer res.Body.Close()
 	out, _ := io.ReadAll(res.Body)
 	return resp{status: res.StatusCode, header: res.Header, body: out}
+}
+
+// syncBuffer collects a server's log lines for tests that read them.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

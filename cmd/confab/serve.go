@@ -13,9 +13,6 @@ import (
 	"github.com/confab-chat/confab/events"
 	"github.com/confab-chat/confab/repository"
 	"github.com/confab-chat/confab/web"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Main wires the server together: it opens the store, builds the services
@@ -55,12 +52,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if apiCfg.JWTSecret, err = m.jwtSecret(ctx, store); err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewDBStatsCollector(store.DB().DB, "confab"),
-	)
+	reg := api.NewRegistry(store.DB().DB)
 	broker := events.New(m.cfg.Events, store, m.log, reg)
 	if err := broker.Start(ctx); err != nil {
 		return err
@@ -68,7 +60,7 @@ func (m *Main) Run(ctx context.Context) error {
 	defer broker.Stop()
 
 	srv := api.New(apiCfg, m.log, store, broker, api.Options{
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Metrics: api.MetricsHandler(reg),
 		Web:     web.FS,
 	})
 	httpSrv := srv.HTTPServer(m.log)
