@@ -39,11 +39,10 @@ type notifier struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	mu      sync.Mutex
-	ptrs    []repository.Pointer
-	eph     []string // encoded ephemeral payloads
-	wake    chan struct{}
-	flushed chan struct{}
+	mu   sync.Mutex
+	ptrs []repository.Pointer
+	eph  []string // encoded ephemeral payloads
+	wake chan struct{}
 }
 
 func newNotifier(store *repository.Store, channel, node string, log *slog.Logger, m *Metrics) *notifier {
