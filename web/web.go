@@ -1,10 +1,9 @@
-// Package web holds the browser client, embedded into the binary and served
-// at / with no build step.
+// Package web holds the browser client, embedded into the binary.
 package web
 
 import "embed"
 
-// FS holds the client's files (index.html, its scripts and styles).
+// FS holds index.html, the ES modules, the stylesheet and the icon, served at /.
 //
-//go:embed *
+//go:embed index.html *.js *.css *.svg
 var FS embed.FS
