@@ -1,0 +1,116 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/confab-chat/confab/repository"
+	"github.com/google/uuid"
+)
+
+// Every NOTIFY payload stays under Postgres' 8000-byte limit whatever the
+// group size, and decodes back to every user's highest seq.
+func TestDoorbellsFitNotifyPayload(t *testing.T) {
+	var ptrs []repository.Pointer
+	want := map[string]int64{}
+	for i := range 5000 {
+		u := uuid.NewString()
+		ptrs = append(ptrs, repository.Pointer{UserID: u, Seq: int64(i)}, repository.Pointer{UserID: u, Seq: int64(i + 1)})
+		want[u] = int64(i + 1)
+	}
+	payloads := encodeDoorbells("node-1", ptrs)
+	if len(payloads) < 2 {
+		t.Fatalf("%d payloads for 5000 users", len(payloads))
+	}
+	got := map[string]int64{}
+	for _, p := range payloads {
+		if len(p) > maxPayload {
+			t.Fatalf("payload of %d bytes", len(p))
+		}
+		l := &listener{node: "other", metrics: NewMetrics(nil), onDoorbell: func(ps []repository.Pointer) {
+			for _, p := range ps {
+				got[p.UserID] = p.Seq
+			}
+		}}
+		l.handle(p)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("decoded %d users, want %d", len(got), len(want))
+	}
+	for u, s := range want {
+		if got[u] != s {
+			t.Fatalf("user %s: seq %d, want %d", u, got[u], s)
+		}
+	}
+}
+
+func TestListenerSkipsOwnNode(t *testing.T) {
+	called := false
+	l := &listener{node: "me", metrics: NewMetrics(nil), onDoorbell: func([]repository.Pointer) { called = true }}
+	for _, p := range encodeDoorbells("me", []repository.Pointer{{UserID: "u", Seq: 1}}) {
+		l.handle(p)
+	}
+	l.handle("garbage")
+	l.handle("d|")
+	if called {
+		t.Fatal("a node handled its own doorbell")
+	}
+}
+
+func TestEphemeralSplitsRecipients(t *testing.T) {
+	var to []string
+	for range 1000 {
+		to = append(to, uuid.NewString())
+	}
+	data := json.RawMessage(`{"conversation_id":"c","user_id":"u","typing":true,"expires_at":"2026-01-01T00:00:00Z"}`)
+	payloads := encodeEphemeral("n", TypeTyping, data, to)
+	var got []string
+	for _, p := range payloads {
+		if len(p) > maxPayload {
+			t.Fatalf("payload of %d bytes", len(p))
+		}
+		var m ephemeralMsg
+		if err := json.Unmarshal([]byte(p[len("e|n|"):]), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != TypeTyping || string(m.Data) != string(data) {
+			t.Fatalf("payload %s", p)
+		}
+		got = append(got, m.To...)
+	}
+	if !slices.Equal(got, to) {
+		t.Fatalf("recipients differ: %d of %d", len(got), len(to))
+	}
+	// No recipients still informs the other nodes (they keep typing state).
+	if n := len(encodeEphemeral("n", TypeTyping, data, nil)); n != 1 {
+		t.Fatalf("%d payloads for no recipients", n)
+	}
+}
+
+func TestTypingTable(t *testing.T) {
+	tt := newTypingTable()
+	base := mustTime(t, "2026-01-01T00:00:00Z")
+	st := Typing{ConversationID: "c", UserID: "u", Typing: true, ExpiresAt: base.Add(5e9)}
+	if was, _ := tt.set(st, []string{"v"}); was {
+		t.Fatal("was typing before the first ping")
+	}
+	if got := tt.active([]string{"c", "other"}, base); len(got) != 1 || got[0].UserID != "u" {
+		t.Fatalf("active: %+v", got)
+	}
+	if stops, _ := tt.expire(base.Add(4e9)); len(stops) != 0 {
+		t.Fatalf("expired early: %+v", stops)
+	}
+	stops, to := tt.expire(base.Add(5e9))
+	if len(stops) != 1 || stops[0].Typing || fmt.Sprint(to) != "[[v]]" {
+		t.Fatalf("expire: %+v %v", stops, to)
+	}
+	if got := tt.active([]string{"c"}, base); len(got) != 0 {
+		t.Fatalf("still active after expiry: %+v", got)
+	}
+	tt.set(st, []string{"v"})
+	if was, prevTo := tt.set(Typing{ConversationID: "c", UserID: "u"}, nil); !was || fmt.Sprint(prevTo) != "[v]" {
+		t.Fatalf("stop: was %v to %v", was, prevTo)
+	}
+}
