@@ -3,6 +3,7 @@
 //	confab [serve] [flags]        run the server (the default)
 //	confab migrate up|down|status  manage the schema
 //	confab version                 print the version
+//	confab bench run|reference|sql load and measure a server (see bench)
 package main
 
 import (
@@ -14,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/confab-chat/confab/bench"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -30,7 +33,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "version" || args[0] == "help") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "version" || args[0] == "help" || args[0] == "bench") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -38,10 +41,12 @@ func run(ctx context.Context, args []string) error {
 		fmt.Println("confab", version)
 		return nil
 	case "help":
-		fmt.Println("usage: confab [serve] [flags] | confab migrate up|down|status [flags] | confab version\nRun `confab serve -h` for the flags.")
+		fmt.Println("usage: confab [serve] [flags] | confab migrate up|down|status [flags] | confab version | confab bench run|reference|sql [flags]\nRun `confab serve -h` for the flags.")
 		return nil
 	case "migrate":
 		return migrateCmd(ctx, args)
+	case "bench":
+		return bench.Main(ctx, args, os.Stdout)
 	}
 	cfg, err := parseConfig(args)
 	if err != nil {
