@@ -28,6 +28,7 @@ type Config struct {
 	LogLevel      string
 	ShutdownGrace time.Duration
 	DBMaxConns    int
+	PprofAddr     string
 
 	API    api.Config
 	Events events.Config
@@ -104,6 +105,7 @@ func parseConfig(args []string) (*Config, error) {
 	e.String(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	e.Duration(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for requests to finish")
 	e.Int(&cfg.DBMaxConns, "db-max-conns", 20, "Postgres pool size")
+	e.String(&cfg.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (debug; empty: off)")
 	e.Duration(&cfg.API.AccessTTL, "access-ttl", cfg.API.AccessTTL, "access token lifetime")
 	e.Duration(&cfg.API.RefreshTTL, "refresh-ttl", cfg.API.RefreshTTL, "refresh token lifetime")
 	e.String(&cors, "cors-origins", "", "comma-separated browser origins allowed to call the API (* for any)")

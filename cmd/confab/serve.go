@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
 
 	"github.com/confab-chat/confab/api"
 	"github.com/confab-chat/confab/events"
@@ -64,6 +67,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Web:     web.FS,
 	})
 	httpSrv := srv.HTTPServer(m.log)
+	if m.cfg.PprofAddr != "" {
+		go m.servePprof()
+	}
 	ln, err := net.Listen("tcp", m.cfg.Addr)
 	if err != nil {
 		return err
@@ -120,4 +126,20 @@ func (m *Main) jwtSecret(ctx context.Context, store *repository.Store) ([]byte, 
 		m.log.Info("generated a JWT secret and stored it in the database (set CONFAB_JWT_SECRET to manage it yourself)")
 	}
 	return base64.StdEncoding.DecodeString(stored)
+}
+
+// servePprof serves the runtime profiles on their own debug listener (off
+// by default; never on the API's address).
+func (m *Main) servePprof() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.log.Info("pprof serving", slog.String("addr", m.cfg.PprofAddr))
+	srv := &http.Server{Addr: m.cfg.PprofAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		m.log.Warn("pprof stopped", slog.Any("err", err))
+	}
 }
