@@ -368,3 +368,29 @@ func TestClusterSurvivesPostgresRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestSafetyPollCoversLostDoorbells: node b never hears node a's doorbells
+// (they go to another channel, as when a notification is lost); the safety
+// poll still delivers everything, in order, within its interval.
+func TestSafetyPollCoversLostDoorbells(t *testing.T) {
+	t.Parallel()
+	storeA := dbtest.Open(t, "postgres")
+	storeB := dbtest.OpenWith(t, repository.Options{URL: storeA.URL()})
+	ecA := testEventsConfig(t, storeA)
+	ecB := testEventsConfig(t, storeB) // its own channel: deaf to a
+	a := newEnvWith(t, storeA, testConfig(), ecA)
+	b := newEnvWith(t, storeB, testConfig(), ecB)
+	alice, bob := a.register("alice"), a.register("bob")
+	g := a.group(alice, bob)
+	s := b.openStream(bob.Token, streamOpts{})
+	cursor := s.ready()
+	var sent []message
+	for i := range 5 {
+		sent = append(sent, a.send(alice, g.ID, fmt.Sprintf("quiet %d", i)))
+	}
+	for i, m := range s.messages(5, cursor) {
+		if m.ID != sent[i].ID {
+			t.Fatalf("message %d out of order", i)
+		}
+	}
+}

@@ -97,7 +97,7 @@ func New(cfg Config, store *repository.Store, log *slog.Logger, reg prometheus.R
 		b.listener = &listener{
 			url: cfg.ListenURL, channel: cfg.Channel, node: cfg.Node, log: log, metrics: m,
 			pingInt:     cfg.ListenerPing,
-			onConnect:   b.hub.RingAll,
+			onConnect:   func() { go b.hub.Sweep(context.Background()) },
 			onDoorbell:  b.hub.Ring,
 			onEphemeral: b.receiveEphemeral,
 		}
@@ -120,7 +120,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		b.goLoop(func() { b.notifier.run(ctx) })
 		b.goLoop(func() { b.listener.run(ctx) })
 	}
-	b.goLoop(func() { b.every(ctx, b.cfg.SafetyPoll, b.hub.RingAll) })
+	b.goLoop(func() { b.every(ctx, b.cfg.SafetyPoll, func() { b.hub.Sweep(ctx) }) })
 	b.goLoop(func() { b.every(ctx, 250*time.Millisecond, b.expireTyping) })
 	b.goLoop(func() { b.every(ctx, b.cfg.NodeHeartbeat, func() { b.heartbeat(ctx) }) })
 	b.goLoop(func() { b.every(ctx, b.cfg.PollIdle/3, func() { b.sessions.expirePolls(b.cfg.PollIdle) }) })

@@ -165,15 +165,27 @@ func (h *Hub) Ring(ptrs []repository.Pointer) {
 	h.poke()
 }
 
-// RingAll re-checks every local subscriber: after a listener reconnect
-// (doorbells may have been lost) and on the safety poll.
-func (h *Hub) RingAll() {
-	h.mu.Lock()
-	for u := range h.users {
-		h.markLocked(u, 0)
+// Sweep re-checks every local subscriber against the stream heads in the
+// database: after a listener (re)connect, when doorbells may have been
+// lost, and on the safety poll. Only users whose head moved past a
+// subscriber's cursor are read.
+func (h *Hub) Sweep(ctx context.Context) {
+	users := h.Users()
+	if len(users) == 0 {
+		return
 	}
-	h.mu.Unlock()
-	h.poke()
+	heads, err := h.store.StreamHeads(ctx, users)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.log.Warn("hub: sweep", slog.Any("err", err))
+		}
+		return
+	}
+	ptrs := make([]repository.Pointer, 0, len(heads))
+	for u, seq := range heads {
+		ptrs = append(ptrs, repository.Pointer{UserID: u, Seq: seq})
+	}
+	h.Ring(ptrs)
 }
 
 func (h *Hub) ring(userID string, seq int64) {
