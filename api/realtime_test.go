@@ -493,3 +493,38 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 		s.messages(1, cursor)
 	})
 }
+
+// TestDeadNodeSessionsExpire: sessions of a node that stopped heartbeating
+// (it crashed) disappear on their own.
+func TestDeadNodeSessionsExpire(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		bob := e.register("bob")
+		ctx := t.Context()
+		if err := store.HeartbeatNode(ctx, "crashed-node"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.CreateSession(ctx, bob.ID, "sse", "crashed-node", "curl"); err != nil {
+			t.Fatal(err)
+		}
+		count := func() int {
+			var list struct {
+				Sessions []json.RawMessage `json:"sessions"`
+			}
+			e.must(http.StatusOK, "GET", "/v1/sessions", bob.Token, nil).decode(t, &list)
+			return len(list.Sessions)
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("%d sessions while the node is alive", n)
+		}
+		// The node never heartbeats again; the live node expires it.
+		eventually(t, 10*time.Second, "the dead node's session to expire", func() bool {
+			if count() != 0 {
+				return false
+			}
+			var n int
+			store.DB().NewSelect().TableExpr("sessions").ColumnExpr("count(*)").Where("node = ?", "crashed-node").Scan(ctx, &n)
+			return n == 0
+		})
+	})
+}
