@@ -129,17 +129,11 @@ func (s *Server) login(c *gin.Context) {
 
 // refresh rotates a refresh token.
 func (s *Server) refresh(c *gin.Context) {
-	var in struct {
-		RefreshToken string `json:"refresh_token"`
-	}
-	if !decode(c, &in) {
+	token, ok := decodeRefreshToken(c)
+	if !ok {
 		return
 	}
-	if in.RefreshToken == "" {
-		problem(c, http.StatusBadRequest, CodeInvalidField, "refresh_token is required")
-		return
-	}
-	uid, next, err := s.store.RotateRefreshToken(c.Request.Context(), in.RefreshToken, s.cfg.RefreshTTL)
+	uid, next, err := s.store.RotateRefreshToken(c.Request.Context(), token, s.cfg.RefreshTTL)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -152,19 +146,28 @@ func (s *Server) refresh(c *gin.Context) {
 	s.issueTokens(c, http.StatusOK, u, next)
 }
 
-// logout revokes the refresh token's family and clears the cookie.
-func (s *Server) logout(c *gin.Context) {
+// decodeRefreshToken reads the {"refresh_token"} body of refresh and logout.
+func decodeRefreshToken(c *gin.Context) (string, bool) {
 	var in struct {
 		RefreshToken string `json:"refresh_token"`
 	}
 	if !decode(c, &in) {
-		return
+		return "", false
 	}
 	if in.RefreshToken == "" {
 		problem(c, http.StatusBadRequest, CodeInvalidField, "refresh_token is required")
+		return "", false
+	}
+	return in.RefreshToken, true
+}
+
+// logout revokes the refresh token's family and clears the cookie.
+func (s *Server) logout(c *gin.Context) {
+	token, ok := decodeRefreshToken(c)
+	if !ok {
 		return
 	}
-	if err := s.store.RevokeRefreshToken(c.Request.Context(), in.RefreshToken); err != nil {
+	if err := s.store.RevokeRefreshToken(c.Request.Context(), token); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -105,12 +105,7 @@ func (s *Server) addMember(c *gin.Context) {
 	if !decode(c, &in) {
 		return
 	}
-	if in.UserID == "" {
-		problem(c, http.StatusBadRequest, CodeInvalidField, "user_id is required")
-		return
-	}
-	if !isText(in.UserID) {
-		problem(c, http.StatusNotFound, CodeNotFound, "no such user")
+	if !requireID(c, "user_id", in.UserID) {
 		return
 	}
 	conv, ptrs, err := s.store.AddMember(c.Request.Context(), userID(c), c.Param("id"), in.UserID, s.cfg.MaxGroupMembers)

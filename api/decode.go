@@ -67,6 +67,21 @@ func decode(c *gin.Context, dst any) bool {
 // invalid (400).
 func isText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
+// requireID checks a required id taken from a body: missing is a 400, and
+// an id that cannot name anything (not valid text) is the 404 an unknown
+// id gets.
+func requireID(c *gin.Context, field, value string) bool {
+	if value == "" {
+		problem(c, http.StatusBadRequest, CodeInvalidField, field+" is required")
+		return false
+	}
+	if !isText(value) {
+		problem(c, http.StatusNotFound, CodeNotFound, "")
+		return false
+	}
+	return true
+}
+
 func jsonType(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.String:

@@ -93,12 +93,7 @@ func (s *Server) markRead(c *gin.Context) {
 	if !decode(c, &in) {
 		return
 	}
-	if in.MessageID == "" {
-		problem(c, http.StatusBadRequest, CodeInvalidField, "message_id is required")
-		return
-	}
-	if !isText(in.MessageID) {
-		problem(c, http.StatusNotFound, CodeNotFound, "no such message")
+	if !requireID(c, "message_id", in.MessageID) {
 		return
 	}
 	ptrs, err := s.store.MarkRead(c.Request.Context(), userID(c), c.Param("id"), in.MessageID)
