@@ -432,11 +432,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		defer stuck.Close()
 		fmt.Fprintf(stuck, "GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", bob.Token)
 		eventually(t, 5*time.Second, "the stuck stream's session", func() bool {
-			var list struct {
-				Sessions []json.RawMessage `json:"sessions"`
-			}
-			e.must(http.StatusOK, "GET", "/v1/sessions", bob.Token, nil).decode(t, &list)
-			return len(list.Sessions) == 1
+			return e.sessionCount(bob.Token) == 1
 		})
 		fast := e.openStream(carol.Token, streamOpts{})
 		cursor := fast.ready()
@@ -451,11 +447,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		fast.messages(n, cursor)
 		wg.Wait()
 		eventually(t, 10*time.Second, "the stuck stream's session to end", func() bool {
-			var list struct {
-				Sessions []json.RawMessage `json:"sessions"`
-			}
-			e.must(http.StatusOK, "GET", "/v1/sessions", bob.Token, nil).decode(t, &list)
-			return len(list.Sessions) == 0
+			return e.sessionCount(bob.Token) == 0
 		})
 		// It resumes from its cursor with nothing lost.
 		p := e.poll(bob.Token, "cursor="+strconv.FormatInt(cursor, 10)+"&timeout=0")
@@ -507,19 +499,12 @@ func TestDeadNodeSessionsExpire(t *testing.T) {
 		if _, err := store.CreateSession(ctx, bob.ID, "sse", "crashed-node", "curl"); err != nil {
 			t.Fatal(err)
 		}
-		count := func() int {
-			var list struct {
-				Sessions []json.RawMessage `json:"sessions"`
-			}
-			e.must(http.StatusOK, "GET", "/v1/sessions", bob.Token, nil).decode(t, &list)
-			return len(list.Sessions)
-		}
-		if n := count(); n != 1 {
+		if n := e.sessionCount(bob.Token); n != 1 {
 			t.Fatalf("%d sessions while the node is alive", n)
 		}
 		// The node never heartbeats again; the live node expires it.
 		eventually(t, 10*time.Second, "the dead node's session to expire", func() bool {
-			if count() != 0 {
+			if e.sessionCount(bob.Token) != 0 {
 				return false
 			}
 			var n int
@@ -527,4 +512,14 @@ func TestDeadNodeSessionsExpire(t *testing.T) {
 			return n == 0
 		})
 	})
+}
+
+// sessionCount is the number of live sessions GET /v1/sessions lists.
+func (e *env) sessionCount(token string) int {
+	e.t.Helper()
+	var list struct {
+		Sessions []json.RawMessage `json:"sessions"`
+	}
+	e.must(http.StatusOK, "GET", "/v1/sessions", token, nil).decode(e.t, &list)
+	return len(list.Sessions)
 }
