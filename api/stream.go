@@ -89,7 +89,6 @@ func (s *Server) events(c *gin.Context) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Connection", "keep-alive")
 	c.Status(http.StatusOK)
 	// The server's ReadTimeout would end the stream: a stream reads nothing
 	// after its headers.

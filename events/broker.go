@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confab-chat/confab/repository"
@@ -78,8 +79,9 @@ type Broker struct {
 	presenceMu sync.Mutex
 	presence   map[string]bool
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	stopped atomic.Bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New builds a broker; Start runs it.
@@ -159,6 +161,7 @@ func (b *Broker) Drain() { b.hub.close() }
 // Stop ends the background loops, flushing pending notifications, and
 // removes this node's sessions.
 func (b *Broker) Stop() {
+	b.stopped.Store(true)
 	b.hub.close()
 	if b.cancel != nil {
 		b.cancel()

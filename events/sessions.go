@@ -124,6 +124,9 @@ func (s *sessions) expirePolls(idle time.Duration) {
 // judged from the sessions table (all nodes) rather than this node alone.
 // Only transitions are sent.
 func (b *Broker) announcePresence(userID string) {
+	if b.stopped.Load() {
+		return // a debounce timer that outlived the node
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	n, err := b.store.CountLiveSessions(ctx, userID, b.aliveSince())
