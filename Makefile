@@ -6,7 +6,7 @@ STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: run build test lint fmt vet staticcheck race pg-restart bench clean
+.PHONY: run build test lint fmt vet staticcheck race pg-restart bench screenshots clean
 
 ## run: serve on :8080 with the embedded SQLite store (confab.db), no setup
 run:
@@ -50,6 +50,10 @@ pg-restart:
 ## bench: the performance scenarios (see docs/PERFORMANCE.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## screenshots: regenerate docs/screenshots/*.png with the browser tests (needs chromium)
+screenshots:
+	CI=true CONFAB_SCREENSHOTS=1 $(GO) test -count=1 -run '^Test' ./web/
 
 clean:
 	rm -rf bin confab.db confab.db-shm confab.db-wal
