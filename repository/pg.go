@@ -15,6 +15,13 @@ import (
 
 // pgConfig parses a Postgres URL and names the connection for
 // pg_stat_activity unless the URL already does.
+//
+// Bun writes every argument into the SQL text itself, so each statement
+// reaches pgx without parameters and with text no other statement shares.
+// In pgx's default mode a query would be prepared first (a round trip of
+// its own) and cached though it never repeats; the simple protocol runs it
+// in one round trip. A URL that sets default_query_exec_mode keeps its
+// choice.
 func pgConfig(url, appName string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -22,6 +29,9 @@ func pgConfig(url, appName string) (*pgx.ConnConfig, error) {
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = appName
+	}
+	if !strings.Contains(url, "default_query_exec_mode") {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	}
 	return cfg, nil
 }
