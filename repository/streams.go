@@ -3,6 +3,7 @@ package repository
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -119,11 +120,18 @@ type Cursor struct {
 	After  int64
 }
 
-// EventsAfterCursors reads, for each cursor, up to limit events after it, in
-// one query per 200 cursors: how the hub serves a batch of doorbells for
-// many subscribers at once. Rows come ordered by user and seq; windows of
-// one user's cursors may overlap, and overlapping rows are returned once.
+// EventsAfterCursors reads, for each cursor, up to limit events after it:
+// how the hub serves a batch of doorbells for many subscribers at once.
+// Rows come ordered by user and seq; windows of one user's cursors may
+// overlap, and overlapping rows are returned once.
 func (s *Store) EventsAfterCursors(ctx context.Context, cursors []Cursor, limit int) ([]Event, error) {
+	if len(cursors) == 0 {
+		return nil, nil
+	}
+	if s.IsPostgres() {
+		return s.eventsAfterCursorsPG(ctx, cursors, limit)
+	}
+	// SQLite: one query per 200 cursors, each window an OR'ed condition.
 	var out []Event
 	for chunk := range slices.Chunk(cursors, 200) {
 		var events []Event
@@ -146,9 +154,44 @@ func (s *Store) EventsAfterCursors(ctx context.Context, cursors []Cursor, limit 
 			}
 			return cmp.Compare(a.Seq, b.Seq)
 		})
-		out = slices.CompactFunc(out, func(a, b Event) bool { return a.UserID == b.UserID && a.Seq == b.Seq })
+		out = compactEvents(out)
 	}
 	return out, nil
+}
+
+// eventsAfterCursorsPG reads every window in one statement: the cursors go
+// in as two arrays, each joined laterally to its user's rows through the
+// primary key. (A chain of OR'ed conditions costs Postgres about 0.1 ms of
+// planning per cursor: 100 ms for 1,000 subscribers.) JIT is off for it:
+// compiling takes longer than the query, and a batch of a thousand cursors
+// crosses jit_above_cost.
+func (s *Store) eventsAfterCursorsPG(ctx context.Context, cursors []Cursor, limit int) ([]Event, error) {
+	users := make([]string, len(cursors))
+	afters := make([]int64, len(cursors))
+	for i, c := range cursors {
+		users[i], afters[i] = c.UserID, c.After
+	}
+	var out []Event
+	err := s.db.RunInTx(ctx, &sql.TxOptions{ReadOnly: true}, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.ExecContext(ctx, "SET LOCAL jit = off"); err != nil {
+			return err
+		}
+		return tx.NewRaw(`SELECT e.user_id, e.seq, e.type, e.data, e.created_at
+			FROM unnest(?::text[], ?::bigint[]) AS c(user_id, after)
+			CROSS JOIN LATERAL (SELECT * FROM events
+				WHERE user_id = c.user_id AND seq > c.after AND seq <= c.after + ?
+				ORDER BY seq LIMIT ?) AS e
+			ORDER BY e.user_id, e.seq`, pgdialect.Array(users), pgdialect.Array(afters), limit, limit).Scan(ctx, &out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return compactEvents(out), nil
+}
+
+// compactEvents drops the repeats of rows sorted by user and seq.
+func compactEvents(evs []Event) []Event {
+	return slices.CompactFunc(evs, func(a, b Event) bool { return a.UserID == b.UserID && a.Seq == b.Seq })
 }
 
 // PruneEvents deletes stream rows older than before. Cursors that pointed
