@@ -30,6 +30,10 @@ const (
 // stays locked until commit, a user's seq values commit in order: once a
 // reader has seen n, no smaller seq can appear later (DESIGN invariants 1-2).
 // On SQLite the immediate transaction already holds the only write lock.
+//
+// On Postgres the counters and the rows are written by one statement that
+// carries the ids as one array and the event data once: a message to a
+// group of a thousand is one round trip, not a thousand copies of its JSON.
 func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, typ string, data []byte) ([]Pointer, error) {
 	if len(userIDs) == 0 {
 		return nil, nil
@@ -38,32 +42,44 @@ func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, ty
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 
-	var rows []stream
-	var err error
-	if s.IsPostgres() {
-		err = tx.NewRaw(`UPDATE streams AS s SET last_seq = s.last_seq + 1
-			FROM (SELECT user_id FROM streams WHERE user_id IN (?) ORDER BY user_id FOR UPDATE) AS l
-			WHERE s.user_id = l.user_id
-			RETURNING s.user_id, s.last_seq`, bun.List(ids)).Scan(ctx, &rows)
-	} else {
-		err = tx.NewRaw(`UPDATE streams SET last_seq = last_seq + 1
-			WHERE user_id IN (?) RETURNING user_id, last_seq`, bun.List(ids)).Scan(ctx, &rows)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("repository: advance streams: %w", err)
-	}
-	if len(rows) != len(ids) {
-		return nil, fmt.Errorf("repository: advance streams: %d of %d users have a stream", len(rows), len(ids))
-	}
 	now := s.now()
-	events := make([]Event, len(rows))
-	ptrs := make([]Pointer, len(rows))
-	for i, r := range rows {
-		events[i] = Event{UserID: r.UserID, Seq: r.LastSeq, Type: typ, Data: string(data), CreatedAt: now}
-		ptrs[i] = Pointer{UserID: r.UserID, Seq: r.LastSeq}
+	var ptrs []Pointer
+	if s.IsPostgres() {
+		var rows []Event
+		err := tx.NewRaw(`WITH l AS (SELECT user_id FROM streams WHERE user_id = ANY(?::text[]) ORDER BY user_id FOR UPDATE),
+			s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
+				RETURNING s.user_id, s.last_seq)
+			INSERT INTO events (user_id, seq, type, data, created_at)
+			SELECT user_id, last_seq, ?, ?, ?::timestamptz FROM s
+			RETURNING user_id, seq`, pgdialect.Array(ids), typ, string(data), now).Scan(ctx, &rows)
+		if err != nil {
+			return nil, fmt.Errorf("repository: append events: %w", err)
+		}
+		ptrs = make([]Pointer, len(rows))
+		for i, r := range rows {
+			ptrs[i] = Pointer{UserID: r.UserID, Seq: r.Seq}
+		}
+	} else {
+		var rows []stream
+		err := tx.NewRaw(`UPDATE streams SET last_seq = last_seq + 1
+			WHERE user_id IN (?) RETURNING user_id, last_seq`, bun.List(ids)).Scan(ctx, &rows)
+		if err != nil {
+			return nil, fmt.Errorf("repository: advance streams: %w", err)
+		}
+		events := make([]Event, len(rows))
+		ptrs = make([]Pointer, len(rows))
+		for i, r := range rows {
+			events[i] = Event{UserID: r.UserID, Seq: r.LastSeq, Type: typ, Data: string(data), CreatedAt: now}
+			ptrs[i] = Pointer{UserID: r.UserID, Seq: r.LastSeq}
+		}
+		if len(events) > 0 {
+			if _, err := tx.NewInsert().Model(&events).Exec(ctx); err != nil {
+				return nil, fmt.Errorf("repository: insert events: %w", err)
+			}
+		}
 	}
-	if _, err := tx.NewInsert().Model(&events).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("repository: insert events: %w", err)
+	if len(ptrs) != len(ids) {
+		return nil, fmt.Errorf("repository: append events: %d of %d users have a stream", len(ptrs), len(ids))
 	}
 	return ptrs, nil
 }
