@@ -113,7 +113,7 @@ func TestRestrictiveProxy(t *testing.T) {
 	}
 }
 
-// TestManyTabs: 8 tabs of one user share one SSE stream (Web Locks +
+// TestManyTabs: 10 tabs of one user share one SSE stream (Web Locks +
 // BroadcastChannel); each tab gets each message once; when the leader tab
 // closes another takes over within 2 s and a message sent right then is
 // not lost.
@@ -126,7 +126,7 @@ func TestManyTabs(t *testing.T) {
 
 	profile := newProfile(t, newBrowser(t))
 	var tabs []*tab
-	for i := range 8 {
+	for i := range 10 {
 		x := newTab(t, profile, fmt.Sprintf("tab %d", i+1))
 		x.open(srv.URL + "/#c=" + conv)
 		if i == 0 {
@@ -141,7 +141,7 @@ func TestManyTabs(t *testing.T) {
 	leader := onlyLeader(t, tabs, 5*time.Second)
 	waitStreams(t, srv, alice, 1)
 
-	m := srv.send(t, bob, conv, "One stream, eight tabs")
+	m := srv.send(t, bob, conv, "One stream, ten tabs")
 	seq := srv.seqOf(t, alice, m.ID)
 	for _, x := range tabs {
 		x.waitFor("the message", `document.querySelectorAll('#messages li.message[data-id="`+m.ID+`"]').length === 1`, 10*time.Second)
@@ -167,7 +167,7 @@ func TestManyTabs(t *testing.T) {
 	for _, x := range rest {
 		x.waitFor("the message sent during the handover", `document.querySelectorAll('#messages li.message[data-id="`+m.ID+`"]').length === 1`, 10*time.Second)
 		checkGot(t, x, seq)
-		x.checkMessages("One stream, eight tabs", "Sent as the leader tab closed")
+		x.checkMessages("One stream, ten tabs", "Sent as the leader tab closed")
 	}
 	waitStreams(t, srv, alice, 1)
 }
