@@ -523,3 +523,21 @@ func (e *env) sessionCount(token string) int {
 	e.must(http.StatusOK, "GET", "/v1/sessions", token, nil).decode(e.t, &list)
 	return len(list.Sessions)
 }
+
+// TestStreamStartsWithPresenceSnapshot: a new stream learns at once which
+// of the user's contacts are online, not only later changes.
+func TestStreamStartsWithPresenceSnapshot(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		alice, bob, carol := e.register("alice"), e.register("bob"), e.register("carol")
+		e.group(alice, bob)
+		e.openStream(bob.Token, streamOpts{}).ready()
+		e.openStream(carol.Token, streamOpts{}).ready() // online, but no contact of alice
+		s := e.openStream(alice.Token, streamOpts{})
+		s.ready()
+		ev := s.next(5 * time.Second)
+		if ev.Type != "presence" || ev.Data != `{"online":true,"user_id":"`+bob.ID+`"}` {
+			t.Fatalf("first frame after ready: %+v", ev)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -99,6 +100,15 @@ func (s *Server) events(c *gin.Context) {
 	w.event(0, events.TypeReady, marshal(gin.H{"cursor": start, "session_id": sessionID}))
 	if reset {
 		w.event(0, events.TypeReset, marshal(gin.H{"cursor": start}))
+	}
+	// Presence events only tell changes; a new stream first learns who is
+	// online now.
+	online, err := s.broker.OnlineContacts(ctx, uid)
+	if err != nil {
+		s.log.WarnContext(ctx, "presence snapshot", slog.Any("err", err))
+	}
+	for _, u := range online {
+		w.event(0, events.TypePresence, marshal(gin.H{"user_id": u, "online": true}))
 	}
 	if w.flush() != nil {
 		return

@@ -323,6 +323,12 @@ func (b *Broker) PollSession(ctx context.Context, userID, sessionID, userAgent s
 	return b.sessions.poll(ctx, userID, sessionID, userAgent)
 }
 
+// OnlineContacts lists the users who share a conversation with userID and
+// are online now, so a new stream starts knowing who is there.
+func (b *Broker) OnlineContacts(ctx context.Context, userID string) ([]string, error) {
+	return b.store.OnlineCoMembers(ctx, userID, b.aliveSince())
+}
+
 // Sessions lists userID's live sessions on every node.
 func (b *Broker) Sessions(ctx context.Context, userID string) ([]repository.Session, error) {
 	return b.store.LiveSessions(ctx, userID, b.aliveSince())

@@ -93,3 +93,16 @@ func (s *Store) ExpireNodes(ctx context.Context, aliveSince time.Time) (int64, e
 	})
 	return n, err
 }
+
+// OnlineCoMembers returns the users who share a conversation with userID
+// and have a session on a live node: the presence snapshot a new stream
+// starts with.
+func (s *Store) OnlineCoMembers(ctx context.Context, userID string, aliveSince time.Time) ([]string, error) {
+	ids := []string{}
+	err := s.db.NewRaw(`SELECT DISTINCT s.user_id FROM sessions AS s
+		JOIN nodes AS n ON n.id = s.node
+		JOIN members AS o ON o.user_id = s.user_id
+		JOIN members AS m ON m.conversation_id = o.conversation_id
+		WHERE m.user_id = ? AND s.user_id <> ? AND n.last_seen_at >= ?`, userID, userID, aliveSince).Scan(ctx, &ids)
+	return ids, err
+}
