@@ -11,7 +11,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -196,7 +195,10 @@ func sqlErrKind(err error) string {
 	return "sql"
 }
 
-// send is repository.SendMessage's transaction, statement for statement.
+// send is repository.SendMessage's transaction on Postgres, statement for
+// statement: lock the conversation, read its members, store the message
+// (insert, conversation's last message, sender's read marker: one
+// statement), append the event to every member's stream (one statement).
 func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) error {
 	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		var (
@@ -220,15 +222,11 @@ func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) err
 		}
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		id, seq := uuid.Must(uuid.NewV7()).String(), lastSeq+1
-		if _, err := tx.Exec(ctx, `INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
-			VALUES ($1, $2, $3, $4, $5, NULL, $6)`, id, c.id, sender, seq, body, now); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "UPDATE conversations SET last_seq = $1, last_message_id = $2, last_activity_at = $3 WHERE id = $4",
-			seq, id, now, c.id); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "UPDATE members SET read_seq = $1 WHERE conversation_id = $2 AND user_id = $3", seq, c.id, sender); err != nil {
+		if _, err := tx.Exec(ctx, `WITH m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
+				VALUES ($1, $2, $3, $4, $5, NULL, $6)),
+			c AS (UPDATE conversations SET last_seq = $4, last_message_id = $1, last_activity_at = $6 WHERE id = $2)
+			UPDATE members SET read_seq = $4 WHERE conversation_id = $2 AND user_id = $3`,
+			id, c.id, sender, seq, body, now); err != nil {
 			return err
 		}
 		data, err := json.Marshal(map[string]any{"message": map[string]any{
@@ -237,30 +235,24 @@ func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) err
 		if err != nil {
 			return err
 		}
-		args := make([]any, len(members))
-		ph := make([]string, len(members))
-		for i, m := range members {
-			args[i], ph[i] = m, "$"+strconv.Itoa(i+1)
-		}
-		rows, _ = tx.Query(ctx, `UPDATE streams AS s SET last_seq = s.last_seq + 1
-			FROM (SELECT user_id FROM streams WHERE user_id IN (`+strings.Join(ph, ", ")+`) ORDER BY user_id FOR UPDATE) AS l
-			WHERE s.user_id = l.user_id RETURNING s.user_id, s.last_seq`, args...)
-		type head struct {
+		rows, _ = tx.Query(ctx, `WITH l AS (SELECT user_id FROM streams WHERE user_id = ANY($1::text[]) ORDER BY user_id FOR UPDATE),
+			s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
+				RETURNING s.user_id, s.last_seq)
+			INSERT INTO events (user_id, seq, type, data, created_at)
+			SELECT user_id, last_seq, $2, $3, $4::timestamptz FROM s
+			RETURNING user_id, seq`, members, "message.created", string(data), now)
+		type ptr struct {
 			User string
 			Seq  int64
 		}
-		heads, err := pgx.CollectRows(rows, pgx.RowToStructByPos[head])
+		ptrs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ptr])
 		if err != nil {
 			return err
 		}
-		args, ph = args[:0], ph[:0]
-		for i, h := range heads {
-			n := i * 5
-			ph = append(ph, fmt.Sprintf("($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5))
-			args = append(args, h.User, h.Seq, "message.created", string(data), now)
+		if len(ptrs) != len(members) {
+			return fmt.Errorf("%d of %d streams advanced", len(ptrs), len(members))
 		}
-		_, err = tx.Exec(ctx, "INSERT INTO events (user_id, seq, type, data, created_at) VALUES "+strings.Join(ph, ", "), args...)
-		return err
+		return nil
 	})
 }
 
