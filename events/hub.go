@@ -151,18 +151,38 @@ func (h *Hub) removeLocked(s *Subscription, why error) {
 
 // Ring marks users as having new events up to the pointers' seqs. Users
 // without local subscribers are ignored.
+//
+// A pointer that carries its event (this node wrote it) goes straight to
+// every subscriber whose cursor it continues: no read, the common case of
+// live streams. Any other subscriber is marked for the dispatcher, which
+// reads what it misses; a subscriber takes only the seq it needs next, so
+// the two paths can race without gap or repeat.
 func (h *Hub) Ring(ptrs []repository.Pointer) {
 	if len(ptrs) == 0 {
 		return
 	}
+	read := false
 	h.mu.Lock()
 	for _, p := range ptrs {
-		if _, ok := h.users[p.UserID]; ok {
-			h.markLocked(p.UserID, p.Seq)
+		subs, ok := h.users[p.UserID]
+		if !ok {
+			continue
+		}
+		ev := Event{Seq: p.Seq, Type: p.Type, Data: json.RawMessage(p.Data), At: p.CreatedAt}
+		for s := range subs {
+			if p.Data != nil && s.next == p.Seq && !s.behind.Load() && h.offerLocked(s, ev) {
+				continue
+			}
+			if s.next <= p.Seq || s.behind.Load() {
+				h.markLocked(p.UserID, p.Seq)
+				read = true
+			}
 		}
 	}
 	h.mu.Unlock()
-	h.poke()
+	if read {
+		h.poke()
+	}
 }
 
 // Sweep re-checks every local subscriber against the stream heads in the
@@ -333,17 +353,10 @@ func (h *Hub) deliverLocked(s *Subscription, evs []Event) (again bool) {
 			// This window started past s's cursor; s needs its own read.
 			return true
 		}
-		select {
-		case s.c <- ev:
-			s.next++
-			delivered = true
-		default:
-			if !s.behind.Load() {
-				s.behind.Store(true)
-				s.behindSince = time.Now()
-			}
+		if !h.offerLocked(s, ev) {
 			return false // re-read when the consumer drains (Received)
 		}
+		delivered = true
 	}
 	if delivered && s.behind.Load() && len(s.c) < cap(s.c) {
 		s.behind.Store(false)
@@ -351,6 +364,22 @@ func (h *Hub) deliverLocked(s *Subscription, evs []Event) (again bool) {
 	}
 	// A full page may have more after it.
 	return len(evs) > 0 && evs[len(evs)-1].Seq == s.next-1 && len(evs) >= h.pageSize
+}
+
+// offerLocked queues ev, the event s needs next, without blocking. A full
+// buffer marks s behind instead.
+func (h *Hub) offerLocked(s *Subscription, ev Event) bool {
+	select {
+	case s.c <- ev:
+		s.next++
+		return true
+	default:
+		if !s.behind.Load() {
+			s.behind.Store(true)
+			s.behindSince = time.Now()
+		}
+		return false
+	}
 }
 
 // dropSlow disconnects subscribers that stayed behind too long.

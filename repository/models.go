@@ -107,10 +107,18 @@ type Event struct {
 	CreatedAt time.Time `bun:"created_at"`
 }
 
-// Pointer names one appended event: the doorbell the fan-out rings.
+// Pointer names one appended event: the doorbell the fan-out rings. The
+// writing node also knows the event itself (Type, Data, CreatedAt), so its
+// hub can hand it over without reading it back; pointers decoded from
+// another node's notification carry only UserID and Seq.
 type Pointer struct {
 	UserID string
 	Seq    int64
+
+	Type string
+	// Data is shared by every pointer of one append: read it, never write.
+	Data      []byte
+	CreatedAt time.Time
 }
 
 type setting struct {

@@ -57,7 +57,7 @@ func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, ty
 		}
 		ptrs = make([]Pointer, len(rows))
 		for i, r := range rows {
-			ptrs[i] = Pointer{UserID: r.UserID, Seq: r.Seq}
+			ptrs[i] = Pointer{UserID: r.UserID, Seq: r.Seq, Type: typ, Data: data, CreatedAt: now}
 		}
 	} else {
 		var rows []stream
@@ -70,7 +70,7 @@ func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, ty
 		ptrs = make([]Pointer, len(rows))
 		for i, r := range rows {
 			events[i] = Event{UserID: r.UserID, Seq: r.LastSeq, Type: typ, Data: string(data), CreatedAt: now}
-			ptrs[i] = Pointer{UserID: r.UserID, Seq: r.LastSeq}
+			ptrs[i] = Pointer{UserID: r.UserID, Seq: r.LastSeq, Type: typ, Data: data, CreatedAt: now}
 		}
 		if len(events) > 0 {
 			if _, err := tx.NewInsert().Model(&events).Exec(ctx); err != nil {
