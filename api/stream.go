@@ -177,20 +177,30 @@ func newSSEWriter(w http.ResponseWriter, timeout time.Duration) *sseWriter {
 
 func (w *sseWriter) retry(d time.Duration) {
 	w.buf.WriteString("retry: ")
-	w.buf.WriteString(strconv.FormatInt(d.Milliseconds(), 10))
+	w.buf.Write(strconv.AppendInt(w.buf.AvailableBuffer(), d.Milliseconds(), 10))
 	w.buf.WriteString("\n\n")
 }
 
 func (w *sseWriter) event(id int64, typ string, data []byte) {
 	if id > 0 {
 		w.buf.WriteString("id: ")
-		w.buf.WriteString(strconv.FormatInt(id, 10))
+		w.buf.Write(strconv.AppendInt(w.buf.AvailableBuffer(), id, 10))
 		w.buf.WriteByte('\n')
 	}
 	w.buf.WriteString("event: ")
 	w.buf.WriteString(typ)
 	w.buf.WriteString("\ndata: ")
-	w.buf.Write(bytes.ReplaceAll(data, []byte("\n"), []byte("\ndata: ")))
+	// JSON from encoding/json has no raw newline; anything else gets one
+	// data line per line.
+	for {
+		line, rest, more := bytes.Cut(data, []byte("\n"))
+		w.buf.Write(line)
+		if !more {
+			break
+		}
+		w.buf.WriteString("\ndata: ")
+		data = rest
+	}
 	w.buf.WriteString("\n\n")
 }
 
@@ -200,12 +210,21 @@ func (w *sseWriter) comment(text string) {
 	w.buf.WriteString("\n\n")
 }
 
+// keepBuffer is the largest buffer an idle stream keeps between flushes: a
+// burst (a presence snapshot, a backlog) must not pin its peak for the
+// stream's lifetime, thousands of streams over.
+const keepBuffer = 8 << 10
+
 // flush writes what is buffered under a per-write deadline: a client that
 // stops reading is cut off instead of holding the handler forever.
 func (w *sseWriter) flush() error {
 	w.rc.SetWriteDeadline(time.Now().Add(w.timeout)) //nolint:errcheck // best effort
 	_, err := w.w.Write(w.buf.Bytes())
-	w.buf.Reset()
+	if w.buf.Cap() > keepBuffer {
+		w.buf = bytes.Buffer{}
+	} else {
+		w.buf.Reset()
+	}
 	if err != nil {
 		return err
 	}
