@@ -154,7 +154,7 @@ func (s *Server) events(c *gin.Context) {
 	}
 }
 
-func (s *Server) observe(ev events.Event, delivered interface{ Inc() }) {
+func (s *Server) observe(ev *events.Event, delivered interface{ Inc() }) {
 	delivered.Inc()
 	if ev.Seq > 0 && !ev.At.IsZero() {
 		s.broker.Metrics.Lag.Observe(time.Since(ev.At).Seconds())

@@ -20,7 +20,7 @@ func TestHubHandsOverWrittenEvents(t *testing.T) {
 			defer live.Close()
 			behind := f.hub.Subscribe(f.users[1], 0)
 			defer behind.Close()
-			next := func(sub *Subscription) Event {
+			next := func(sub *Subscription) *Event {
 				t.Helper()
 				for {
 					select {

@@ -66,7 +66,7 @@ type Subscription struct {
 	UserID string
 
 	hub  *Hub
-	c    chan Event
+	c    chan *Event // shared with the user's other subscribers: read only
 	done chan struct{}
 	err  error // set before done is closed
 
@@ -79,7 +79,7 @@ type Subscription struct {
 
 // Events delivers the subscriber's events: durable ones in seq order, each
 // once, starting after the cursor given to Subscribe.
-func (s *Subscription) Events() <-chan Event { return s.c }
+func (s *Subscription) Events() <-chan *Event { return s.c }
 
 // Done is closed when the hub ends the subscription; Err says why.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
@@ -107,7 +107,7 @@ func (s *Subscription) Close() { s.hub.remove(s, nil) }
 
 // Subscribe starts delivering userID's events after seq `after`.
 func (h *Hub) Subscribe(userID string, after int64) *Subscription {
-	s := &Subscription{UserID: userID, hub: h, c: make(chan Event, h.bufSize), done: make(chan struct{}), next: after + 1}
+	s := &Subscription{UserID: userID, hub: h, c: make(chan *Event, h.bufSize), done: make(chan struct{}), next: after + 1}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -168,7 +168,7 @@ func (h *Hub) Ring(ptrs []repository.Pointer) {
 		if !ok {
 			continue
 		}
-		ev := Event{Seq: p.Seq, Type: p.Type, Data: json.RawMessage(p.Data), At: p.CreatedAt}
+		ev := &Event{Seq: p.Seq, Type: p.Type, Data: json.RawMessage(p.Data), At: p.CreatedAt}
 		for s := range subs {
 			if p.Data != nil && s.next == p.Seq && !s.behind.Load() && h.offerLocked(s, ev) {
 				continue
@@ -243,7 +243,8 @@ func (h *Hub) Users() []string {
 
 // Publish hands an ephemeral event to the local subscribers of users. It
 // is best effort: a full buffer drops it.
-func (h *Hub) Publish(users []string, ev Event) {
+func (h *Hub) Publish(users []string, event Event) {
+	ev := &event
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, u := range users {
@@ -320,9 +321,9 @@ func (h *Hub) dispatch(ctx context.Context) {
 		}
 		return
 	}
-	byUser := map[string][]Event{}
+	byUser := map[string][]*Event{}
 	for _, r := range rows {
-		byUser[r.UserID] = append(byUser[r.UserID], Event{Seq: r.Seq, Type: r.Type, Data: json.RawMessage(r.Data), At: r.CreatedAt})
+		byUser[r.UserID] = append(byUser[r.UserID], &Event{Seq: r.Seq, Type: r.Type, Data: json.RawMessage(r.Data), At: r.CreatedAt})
 	}
 	more := false
 	h.mu.Lock()
@@ -343,7 +344,7 @@ func (h *Hub) dispatch(ctx context.Context) {
 // deliverLocked hands s the run of evs (sorted, possibly from several
 // cursors) that starts at s.next. It reports whether s needs another read:
 // the run went past what evs hold.
-func (h *Hub) deliverLocked(s *Subscription, evs []Event) (again bool) {
+func (h *Hub) deliverLocked(s *Subscription, evs []*Event) (again bool) {
 	delivered := false
 	for _, ev := range evs {
 		if ev.Seq < s.next {
@@ -368,7 +369,7 @@ func (h *Hub) deliverLocked(s *Subscription, evs []Event) (again bool) {
 
 // offerLocked queues ev, the event s needs next, without blocking. A full
 // buffer marks s behind instead.
-func (h *Hub) offerLocked(s *Subscription, ev Event) bool {
+func (h *Hub) offerLocked(s *Subscription, ev *Event) bool {
 	select {
 	case s.c <- ev:
 		s.next++
