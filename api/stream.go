@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/confab-chat/confab/events"
@@ -107,8 +108,15 @@ func (s *Server) events(c *gin.Context) {
 	if err != nil {
 		s.log.WarnContext(ctx, "presence snapshot", slog.Any("err", err))
 	}
+	// A group of a thousand is a thousand frames: build them in place and
+	// flush as the buffer fills, so the snapshot costs no garbage per frame.
+	var frame []byte
 	for _, u := range online {
-		w.event(0, events.TypePresence, marshal(gin.H{"user_id": u, "online": true}))
+		frame = appendPresence(frame[:0], u)
+		w.event(0, events.TypePresence, frame)
+		if w.buffered() >= flushAt && w.flush() != nil {
+			return
+		}
 	}
 	if w.flush() != nil {
 		return
@@ -165,10 +173,38 @@ func (s *Server) observe(ev *events.Event, delivered interface{ Inc() }) {
 // one line of JSON (encoding/json escapes newlines), so a body holding "\n"
 // or "event:" cannot break a frame.
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	buf     bytes.Buffer
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	// buf holds the frames until the next flush; it comes from sseBuffers
+	// and goes back there, so an idle stream holds no buffer at all.
+	buf     *bytes.Buffer
 	timeout time.Duration
+}
+
+// sseBuffers are the streams' frame buffers, shared: thousands of idle
+// streams must not each keep the buffer of their last burst.
+var sseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const (
+	// flushAt is where a long run of frames (a presence snapshot) is
+	// flushed before it is complete.
+	flushAt = 16 << 10
+	// maxPooled is the largest buffer given back to the pool.
+	maxPooled = 256 << 10
+)
+
+func (w *sseWriter) b() *bytes.Buffer {
+	if w.buf == nil {
+		w.buf = sseBuffers.Get().(*bytes.Buffer)
+	}
+	return w.buf
+}
+
+func (w *sseWriter) buffered() int {
+	if w.buf == nil {
+		return 0
+	}
+	return w.buf.Len()
 }
 
 func newSSEWriter(w http.ResponseWriter, timeout time.Duration) *sseWriter {
@@ -176,57 +212,74 @@ func newSSEWriter(w http.ResponseWriter, timeout time.Duration) *sseWriter {
 }
 
 func (w *sseWriter) retry(d time.Duration) {
-	w.buf.WriteString("retry: ")
-	w.buf.Write(strconv.AppendInt(w.buf.AvailableBuffer(), d.Milliseconds(), 10))
-	w.buf.WriteString("\n\n")
+	buf := w.b()
+	buf.WriteString("retry: ")
+	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), d.Milliseconds(), 10))
+	buf.WriteString("\n\n")
 }
 
 func (w *sseWriter) event(id int64, typ string, data []byte) {
+	buf := w.b()
 	if id > 0 {
-		w.buf.WriteString("id: ")
-		w.buf.Write(strconv.AppendInt(w.buf.AvailableBuffer(), id, 10))
-		w.buf.WriteByte('\n')
+		buf.WriteString("id: ")
+		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), id, 10))
+		buf.WriteByte('\n')
 	}
-	w.buf.WriteString("event: ")
-	w.buf.WriteString(typ)
-	w.buf.WriteString("\ndata: ")
+	buf.WriteString("event: ")
+	buf.WriteString(typ)
+	buf.WriteString("\ndata: ")
 	// JSON from encoding/json has no raw newline; anything else gets one
 	// data line per line.
 	for {
 		line, rest, more := bytes.Cut(data, []byte("\n"))
-		w.buf.Write(line)
+		buf.Write(line)
 		if !more {
 			break
 		}
-		w.buf.WriteString("\ndata: ")
+		buf.WriteString("\ndata: ")
 		data = rest
 	}
-	w.buf.WriteString("\n\n")
+	buf.WriteString("\n\n")
 }
 
 func (w *sseWriter) comment(text string) {
-	w.buf.WriteString(": ")
-	w.buf.WriteString(text)
-	w.buf.WriteString("\n\n")
+	buf := w.b()
+	buf.WriteString(": ")
+	buf.WriteString(text)
+	buf.WriteString("\n\n")
 }
-
-// keepBuffer is the largest buffer an idle stream keeps between flushes: a
-// burst (a presence snapshot, a backlog) must not pin its peak for the
-// stream's lifetime, thousands of streams over.
-const keepBuffer = 8 << 10
 
 // flush writes what is buffered under a per-write deadline: a client that
 // stops reading is cut off instead of holding the handler forever.
 func (w *sseWriter) flush() error {
+	buf := w.b()
 	w.rc.SetWriteDeadline(time.Now().Add(w.timeout)) //nolint:errcheck // best effort
-	_, err := w.w.Write(w.buf.Bytes())
-	if w.buf.Cap() > keepBuffer {
-		w.buf = bytes.Buffer{}
-	} else {
-		w.buf.Reset()
+	_, err := w.w.Write(buf.Bytes())
+	w.buf = nil
+	if buf.Cap() <= maxPooled {
+		buf.Reset()
+		sseBuffers.Put(buf)
 	}
 	if err != nil {
 		return err
 	}
 	return w.rc.Flush()
+}
+
+// appendPresence renders the snapshot's presence event for userID exactly
+// as encoding/json renders {"user_id": id, "online": true} as a map.
+func appendPresence(dst []byte, userID string) []byte {
+	dst = append(dst, `{"online":true,"user_id":`...)
+	plain := true
+	for i := 0; i < len(userID) && plain; i++ {
+		c := userID[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	if plain {
+		dst = append(append(append(dst, '"'), userID...), '"')
+	} else {
+		q, _ := json.Marshal(userID)
+		dst = append(dst, q...)
+	}
+	return append(dst, '}')
 }
