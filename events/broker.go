@@ -277,21 +277,41 @@ func encodeEphemeral(node, typ string, data json.RawMessage, to []string) []stri
 		b, _ := json.Marshal(ephemeralMsg{Type: typ, Data: data, To: part})
 		return prefix + string(b)
 	}
+	// Size each recipient once and cut greedily: re-encoding halves of a
+	// thousand ids until one fits cost every presence change of a big group
+	// a megabyte of garbage.
+	base := len(encode([]string{}))
 	var out []string
-	rest := to
-	for {
-		n := len(rest)
-		p := encode(rest[:n])
-		for len(p) > maxPayload && n > 1 {
-			n /= 2
-			p = encode(rest[:n])
+	for start := 0; ; {
+		size, end := base, start
+		for end < len(to) {
+			n := jsonStringLen(to[end])
+			if end > start {
+				n++ // the comma
+			}
+			if size+n > maxPayload && end > start {
+				break
+			}
+			size += n
+			end++
 		}
-		out = append(out, p)
-		rest = rest[n:]
-		if len(rest) == 0 {
+		out = append(out, encode(to[start:end]))
+		if end >= len(to) {
 			return out
 		}
+		start = end
 	}
+}
+
+// jsonStringLen is the length of s encoded by encoding/json.
+func jsonStringLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return len(b)
+		}
+	}
+	return len(s) + 2
 }
 
 func (b *Broker) receiveEphemeral(raw json.RawMessage) {
