@@ -33,4 +33,7 @@ const (
 var (
 	ErrSlowConsumer = errors.New("events: subscriber too slow")
 	ErrShutdown     = errors.New("events: node shutting down")
+	// ErrPruned: the events after the subscriber's cursor are past
+	// retention; it must reconnect and be told to reset.
+	ErrPruned = errors.New("events: cursor older than retention")
 )

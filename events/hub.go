@@ -1,9 +1,11 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,8 +219,11 @@ func (h *Hub) ring(userID string, seq int64) {
 	h.poke()
 }
 
+// markLocked records that userID has events up to seq (0: unknown, check
+// every subscriber). The highest seq wins: a subscriber needs a read when
+// its cursor is below any of the events rung.
 func (h *Hub) markLocked(userID string, seq int64) {
-	if old, ok := h.pending[userID]; !ok || seq == 0 || (old != 0 && seq < old) {
+	if old, ok := h.pending[userID]; !ok || seq == 0 || (old != 0 && seq > old) {
 		h.pending[userID] = seq
 	}
 }
@@ -329,6 +334,12 @@ func (h *Hub) dispatch(ctx context.Context) {
 	h.mu.Lock()
 	for u, evs := range byUser {
 		for s := range h.users[u] {
+			if _, own := keys[cursorKey{u, s.next - 1}]; own && evs[len(evs)-1].Seq >= s.next && !hasSeq(evs, s.next) {
+				// The rows right after s's cursor were read and are gone:
+				// retention pruned them. s must reset, not wait.
+				h.removeLocked(s, ErrPruned)
+				continue
+			}
 			if h.deliverLocked(s, evs) {
 				h.markLocked(u, 0)
 				more = true
@@ -365,6 +376,12 @@ func (h *Hub) deliverLocked(s *Subscription, evs []*Event) (again bool) {
 	}
 	// A full page may have more after it.
 	return len(evs) > 0 && evs[len(evs)-1].Seq == s.next-1 && len(evs) >= h.pageSize
+}
+
+// hasSeq reports whether evs (sorted by seq) holds seq.
+func hasSeq(evs []*Event, seq int64) bool {
+	_, found := slices.BinarySearchFunc(evs, seq, func(e *Event, seq int64) int { return cmp.Compare(e.Seq, seq) })
+	return found
 }
 
 // offerLocked queues ev, the event s needs next, without blocking. A full

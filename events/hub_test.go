@@ -164,3 +164,69 @@ func TestHubShutdownEndsSubscriptions(t *testing.T) {
 		t.Fatalf("late subscription: %v", late.Err())
 	}
 }
+
+// TestHubReadsUpToTheHighestDoorbell: doorbells rung while a read is in
+// flight are all served by the next read, not left to the safety poll.
+func TestHubReadsUpToTheHighestDoorbell(t *testing.T) {
+	store := dbtest.Open(t, "sqlite")
+	ctx := context.Background()
+	a, _ := store.CreateUser(ctx, "a", "A", "x")
+	b, _ := store.CreateUser(ctx, "b", "B", "x")
+	conv, _, err := store.CreateGroup(ctx, a.ID, []string{b.ID}, nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(store, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(nil), HubConfig{Buffer: 16, Page: 16, SlowAfter: time.Minute})
+	sub := h.Subscribe(b.ID, 1) // has conversation.created
+	h.dispatch(ctx)             // nothing new yet
+	var rung []repository.Pointer
+	for range 2 {
+		_, _, ptrs, err := store.SendMessage(ctx, a.ID, conv.ID, "m", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ptrs {
+			if p.UserID == b.ID {
+				rung = append(rung, p)
+			}
+		}
+	}
+	doorbell := func(p repository.Pointer) []repository.Pointer { p.Data = nil; return []repository.Pointer{p} }
+	h.Ring(doorbell(rung[0])) // seq 2 from another node: marked for a read
+	h.Ring(rung[:1])          // seq 2 from this node: handed over at once
+	h.Ring(doorbell(rung[1])) // seq 3 from another node
+	h.dispatch(ctx)
+	for want := int64(2); want <= 3; want++ {
+		select {
+		case ev := <-sub.Events():
+			if ev.Seq != want {
+				t.Fatalf("seq %d, want %d", ev.Seq, want)
+			}
+		default:
+			t.Fatalf("seq %d was left for the safety poll", want)
+		}
+	}
+}
+
+// TestHubResetsSubscriberBehindRetention: when the rows after a cursor were
+// pruned, the subscriber is ended with ErrPruned (it reconnects and is told
+// to reset) instead of waiting forever.
+func TestHubResetsSubscriberBehindRetention(t *testing.T) {
+	f := newHubFixture(t, "sqlite", HubConfig{Buffer: 16, Page: 16, SlowAfter: time.Minute}, 2)
+	for i := range 5 {
+		f.send(t, fmt.Sprint(i))
+	}
+	// Retention removed the start of user 1's stream (seq 1..3).
+	if _, err := f.store.DB().NewDelete().TableExpr("events").Where("user_id = ? AND seq <= 3", f.users[1]).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sub := f.hub.Subscribe(f.users[1], 1)
+	select {
+	case <-sub.Done():
+		if sub.Err() != ErrPruned {
+			t.Fatalf("ended with %v", sub.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a subscriber behind retention was left waiting")
+	}
+}

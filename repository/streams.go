@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -210,10 +211,15 @@ func compactEvents(evs []Event) []Event {
 	return slices.CompactFunc(evs, func(a, b Event) bool { return a.UserID == b.UserID && a.Seq == b.Seq })
 }
 
-// PruneEvents deletes stream rows older than before. Cursors that pointed
-// into them get a reset (see StreamBounds).
+// PruneEvents deletes stream rows older than before. It removes only a
+// prefix of each user's stream (rows below the first one still within
+// retention): created_at is not strictly in seq order across nodes, and a
+// hole in the middle of a stream would read as a gap. Cursors that pointed
+// into the removed prefix get a reset (see StreamBounds).
 func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.NewDelete().Model((*Event)(nil)).Where("created_at < ?", before).Exec(ctx)
+	res, err := s.db.NewRaw(`DELETE FROM events WHERE created_at < ? AND seq < COALESCE(
+		(SELECT MIN(k.seq) FROM events AS k WHERE k.user_id = events.user_id AND k.created_at >= ?), ?)`,
+		before, before, int64(math.MaxInt64)).Exec(ctx)
 	if err != nil {
 		return 0, err
 	}
