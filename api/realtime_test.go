@@ -493,7 +493,7 @@ func TestDeadNodeSessionsExpire(t *testing.T) {
 		e := newEnv(t, store, testConfig())
 		bob := e.register("bob")
 		ctx := t.Context()
-		if err := store.HeartbeatNode(ctx, "crashed-node"); err != nil {
+		if _, err := store.HeartbeatNode(ctx, "crashed-node"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := store.CreateSession(ctx, bob.ID, "sse", "crashed-node", "curl"); err != nil {
@@ -539,5 +539,24 @@ func TestStreamStartsWithPresenceSnapshot(t *testing.T) {
 		if ev.Type != "presence" || ev.Data != `{"online":true,"user_id":"`+bob.ID+`"}` {
 			t.Fatalf("first frame after ready: %+v", ev)
 		}
+	})
+}
+
+// TestExpiredNodeRestoresItsSessions: when another node takes this one for
+// dead (as after a database outage longer than the expiry) and deletes its
+// sessions, its next heartbeat puts them back.
+func TestExpiredNodeRestoresItsSessions(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		bob := e.register("bob")
+		e.openStream(bob.Token, streamOpts{}).ready()
+		if n := e.sessionCount(bob.Token); n != 1 {
+			t.Fatalf("%d sessions", n)
+		}
+		users, err := store.ExpireNodes(t.Context(), time.Now().Add(time.Hour)) // every node looks dead
+		if err != nil || len(users) != 1 || users[0] != bob.ID {
+			t.Fatalf("expired %v: %v", users, err)
+		}
+		eventually(t, 10*time.Second, "the session to be restored", func() bool { return e.sessionCount(bob.Token) == 1 })
 	})
 }

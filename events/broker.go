@@ -76,9 +76,6 @@ type Broker struct {
 	typing   *typingTable
 	sessions *sessions
 
-	presenceMu sync.Mutex
-	presence   map[string]bool
-
 	stopped atomic.Bool
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -89,9 +86,8 @@ func New(cfg Config, store *repository.Store, log *slog.Logger, reg prometheus.R
 	m := NewMetrics(reg)
 	b := &Broker{
 		cfg: cfg, store: store, log: log, Metrics: m,
-		hub:      newHub(store, log, m, cfg.Hub),
-		typing:   newTypingTable(),
-		presence: map[string]bool{},
+		hub:    newHub(store, log, m, cfg.Hub),
+		typing: newTypingTable(),
 	}
 	b.sessions = newSessions(b)
 	if store.IsPostgres() {
@@ -109,7 +105,7 @@ func New(cfg Config, store *repository.Store, log *slog.Logger, reg prometheus.R
 
 // Start runs the background loops until Stop.
 func (b *Broker) Start(ctx context.Context) error {
-	if err := b.store.HeartbeatNode(ctx, b.cfg.Node); err != nil {
+	if _, err := b.store.HeartbeatNode(ctx, b.cfg.Node); err != nil {
 		return err
 	}
 	// A restarted node with the same id left rows behind.
@@ -357,14 +353,30 @@ func (b *Broker) Sessions(ctx context.Context, userID string) ([]repository.Sess
 func (b *Broker) aliveSince() time.Time { return time.Now().Add(-b.cfg.NodeExpiry) }
 
 func (b *Broker) heartbeat(ctx context.Context) {
-	if err := b.store.HeartbeatNode(ctx, b.cfg.Node); err != nil {
+	revived, err := b.store.HeartbeatNode(ctx, b.cfg.Node)
+	if err != nil {
 		b.log.Warn("node heartbeat", slog.Any("err", err))
 		return
 	}
-	if n, err := b.store.ExpireNodes(ctx, b.aliveSince()); err != nil {
+	if revived {
+		// Another node took this one for dead (a database outage, a
+		// stall) and deleted its sessions: put them back.
+		if err := b.sessions.restore(ctx); err != nil {
+			b.log.Warn("restore sessions", slog.Any("err", err))
+		} else {
+			b.log.Warn("this node had been expired; its sessions are restored")
+		}
+	}
+	users, err := b.store.ExpireNodes(ctx, b.aliveSince())
+	if err != nil {
 		b.log.Warn("expire nodes", slog.Any("err", err))
-	} else if n > 0 {
-		b.log.Info("expired sessions of dead nodes", slog.Int64("sessions", n))
+		return
+	}
+	if len(users) > 0 {
+		b.log.Info("expired the sessions of dead nodes", slog.Int("users", len(users)))
+	}
+	for _, u := range users {
+		b.announcePresence(u, false)
 	}
 }
 

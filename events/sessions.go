@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/confab-chat/confab/repository"
 )
 
 // Transports a session can use.
@@ -21,8 +24,9 @@ type sessions struct {
 	b *Broker
 
 	mu    sync.Mutex
-	local map[string]int          // user -> open sessions here
-	polls map[string]*pollSession // session id -> long-poll session
+	local map[string]int                 // user -> open sessions here
+	rows  map[string]*repository.Session // session id -> its row, to restore after an outage
+	polls map[string]*pollSession        // session id -> long-poll session
 }
 
 type pollSession struct {
@@ -32,24 +36,37 @@ type pollSession struct {
 }
 
 func newSessions(b *Broker) *sessions {
-	return &sessions{b: b, local: map[string]int{}, polls: map[string]*pollSession{}}
+	return &sessions{b: b, local: map[string]int{}, rows: map[string]*repository.Session{}, polls: map[string]*pollSession{}}
 }
 
-// open records a new session and announces the user online if it is their
-// first anywhere.
+// open records a new session and, for the user's first session on this
+// node, announces them online.
 func (s *sessions) open(ctx context.Context, userID, transport, ua string) (string, error) {
-	sess, err := s.b.store.CreateSession(ctx, userID, transport, s.b.cfg.Node, truncate(ua, 256))
+	sess, err := s.b.store.CreateSession(ctx, userID, transport, s.b.cfg.Node, strings.ToValidUTF8(truncate(ua, 256), ""))
 	if err != nil {
 		return "", err
 	}
 	s.mu.Lock()
 	s.local[userID]++
+	s.rows[sess.ID] = sess
 	first := s.local[userID] == 1
 	s.mu.Unlock()
 	if first {
-		go s.b.announcePresence(userID)
+		go s.b.announcePresence(userID, true)
 	}
 	return sess.ID, nil
+}
+
+// restore re-inserts this node's sessions, after an outage long enough for
+// another node to have expired them.
+func (s *sessions) restore(ctx context.Context) error {
+	s.mu.Lock()
+	rows := make([]*repository.Session, 0, len(s.rows))
+	for _, r := range s.rows {
+		rows = append(rows, r)
+	}
+	s.mu.Unlock()
+	return s.b.store.RestoreSessions(ctx, rows)
 }
 
 // close removes a session; if it was the user's last here, presence is
@@ -61,6 +78,7 @@ func (s *sessions) close(id, userID string) {
 		s.b.log.Warn("delete session", slog.Any("err", err))
 	}
 	s.mu.Lock()
+	delete(s.rows, id)
 	s.local[userID]--
 	last := s.local[userID] <= 0
 	if last {
@@ -68,7 +86,7 @@ func (s *sessions) close(id, userID string) {
 	}
 	s.mu.Unlock()
 	if last {
-		time.AfterFunc(s.b.cfg.PresenceDebounce, func() { s.b.announcePresence(userID) })
+		time.AfterFunc(s.b.cfg.PresenceDebounce, func() { s.b.announcePresence(userID, false) })
 	}
 }
 
@@ -120,10 +138,11 @@ func (s *sessions) expirePolls(idle time.Duration) {
 	}
 }
 
-// announcePresence tells the user's contacts whether the user is online,
-// judged from the sessions table (all nodes) rather than this node alone.
-// Only transitions are sent.
-func (b *Broker) announcePresence(userID string) {
+// announcePresence tells the user's contacts that the user came online or
+// went offline, if the sessions table (all nodes) agrees: a user with a
+// session on another node is not offline. Nodes keep no presence state of
+// their own, so none can go stale; a contact may hear "online" twice.
+func (b *Broker) announcePresence(userID string, online bool) {
 	if b.stopped.Load() {
 		return // a debounce timer that outlived the node
 	}
@@ -134,16 +153,8 @@ func (b *Broker) announcePresence(userID string) {
 		b.log.Warn("presence", slog.Any("err", err))
 		return
 	}
-	online := n > 0
-	b.presenceMu.Lock()
-	was, known := b.presence[userID]
-	b.presence[userID] = online
-	if !online {
-		delete(b.presence, userID)
-	}
-	b.presenceMu.Unlock()
-	if known && was == online || !known && !online {
-		return
+	if (n > 0) != online {
+		return // the state changed again meanwhile
 	}
 	to, err := b.store.CoMembers(ctx, userID)
 	if err != nil {

@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -30,11 +31,20 @@ type node struct {
 
 // HeartbeatNode records that node is alive. Liveness is kept per node, not
 // per session: one write per node per interval whatever its session count.
-func (s *Store) HeartbeatNode(ctx context.Context, id string) error {
+// revived reports that the node had no row: it is new, or another node
+// took it for dead and expired it (and its sessions).
+func (s *Store) HeartbeatNode(ctx context.Context, id string) (revived bool, err error) {
 	now := s.now()
-	_, err := s.db.NewInsert().Model(&node{ID: id, StartedAt: now, LastSeenAt: now}).
+	res, err := s.db.NewUpdate().Model((*node)(nil)).Set("last_seen_at = ?", now).Where("id = ?", id).Exec(ctx)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return false, nil
+	}
+	_, err = s.db.NewInsert().Model(&node{ID: id, StartedAt: now, LastSeenAt: now}).
 		On("CONFLICT (id) DO UPDATE").Set("last_seen_at = EXCLUDED.last_seen_at").Exec(ctx)
-	return err
+	return err == nil, err
 }
 
 // CreateSession stores a new live session.
@@ -77,21 +87,37 @@ func (s *Store) CountLiveSessions(ctx context.Context, userID string, aliveSince
 		Where("s.user_id = ? AND n.last_seen_at >= ?", userID, aliveSince).Count(ctx)
 }
 
-// ExpireNodes deletes nodes not seen since aliveSince and their sessions:
-// what a crashed node left behind.
-func (s *Store) ExpireNodes(ctx context.Context, aliveSince time.Time) (int64, error) {
-	var n int64
+// ExpireNodes deletes nodes not seen since aliveSince and their sessions
+// (what a crashed node left behind) and returns the users who had them.
+func (s *Store) ExpireNodes(ctx context.Context, aliveSince time.Time) ([]string, error) {
+	var users []string
 	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewDelete().Model((*Session)(nil)).
-			Where("node NOT IN (SELECT id FROM nodes WHERE last_seen_at >= ?)", aliveSince).Exec(ctx)
+		var gone []Session
+		err := tx.NewDelete().Model(&gone).
+			Where("node NOT IN (SELECT id FROM nodes WHERE last_seen_at >= ?)", aliveSince).
+			Returning("user_id").Scan(ctx)
 		if err != nil {
 			return err
 		}
-		n, _ = res.RowsAffected()
+		for _, g := range gone {
+			users = append(users, g.UserID)
+		}
+		slices.Sort(users)
+		users = slices.Compact(users)
 		_, err = tx.NewDelete().Model((*node)(nil)).Where("last_seen_at < ?", aliveSince).Exec(ctx)
 		return err
 	})
-	return n, err
+	return users, err
+}
+
+// RestoreSessions re-inserts sessions that another node expired while this
+// one could not heartbeat; rows that still exist are left alone.
+func (s *Store) RestoreSessions(ctx context.Context, sessions []*Session) error {
+	if len(sessions) == 0 {
+		return nil
+	}
+	_, err := s.db.NewInsert().Model(&sessions).On("CONFLICT (id) DO NOTHING").Exec(ctx)
+	return err
 }
 
 // OnlineCoMembers returns the users who share a conversation with userID
