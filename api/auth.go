@@ -89,21 +89,18 @@ func (s *Server) login(c *gin.Context) {
 		problem(c, http.StatusBadRequest, CodeInvalidField, "username and password are required")
 		return
 	}
-	userKey, addrKey := "u:"+in.Username, "a:"+c.ClientIP()
-	for _, l := range []struct {
-		lim *limiters
-		key string
-	}{{s.userFails, userKey}, {s.addrFails, addrKey}} {
-		if blocked, retry := l.lim.blocked(l.key); blocked {
-			tooMany(c, retry)
-			return
-		}
+	valid := usernameRE.MatchString(in.Username)
+	end, admitted := s.admitLogin(c, in.Username, valid)
+	if !admitted {
+		return
 	}
+	failed := false
+	defer func() { end(failed) }()
 	ctx := c.Request.Context()
 	// A name register would refuse cannot exist: it is not looked up (it
-	// may not even be storable text).
+	// may not even be storable text), but still costs a hash.
 	u, err := &repository.User{}, repository.ErrNotFound
-	if usernameRE.MatchString(in.Username) {
+	if valid {
 		u, err = s.store.UserByUsername(ctx, in.Username)
 	}
 	hash := u.PasswordHash
@@ -114,17 +111,48 @@ func (s *Server) login(c *gin.Context) {
 		return
 	}
 	ok, err := s.passwords.verify(ctx, hash, in.Password)
+	failed = err == nil && !ok
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	if !ok {
-		s.userFails.allow(userKey)
-		s.addrFails.allow(addrKey)
 		problem(c, http.StatusUnauthorized, CodeInvalidCredentials, "")
 		return
 	}
 	s.issueTokens(c, http.StatusOK, u, "")
+}
+
+// admitLogin holds a token of the per-address and, for a name register
+// would accept, the per-username failure limit while the (slow) password
+// check runs, so concurrent guesses cannot all pass; end(failed) spends
+// them only on a failure. Junk names get no bucket, so they cannot grow
+// the limiter's map. A refused attempt has been answered with a 429.
+func (s *Server) admitLogin(c *gin.Context, username string, valid bool) (end func(failed bool), ok bool) {
+	type limit struct {
+		lim *limiters
+		key string
+	}
+	limits := []limit{{s.addrFails, "a:" + c.ClientIP()}}
+	if valid {
+		limits = append(limits, limit{s.userFails, "u:" + username})
+	}
+	var ends []func(failed bool)
+	end = func(failed bool) {
+		for _, e := range ends {
+			e(failed)
+		}
+	}
+	for _, l := range limits {
+		ok, retry, e := l.lim.begin(l.key)
+		if !ok {
+			end(false)
+			tooMany(c, retry)
+			return nil, false
+		}
+		ends = append(ends, e)
+	}
+	return end, true
 }
 
 // refresh rotates a refresh token.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,6 +274,34 @@ func TestMeAndUserSearch(t *testing.T) {
 		}
 		if got := search(""); len(got) != 5 || !slices.IsSorted(got) {
 			t.Errorf("q empty: %q", got)
+		}
+	})
+}
+
+// TestLoginLimitHoldsUnderConcurrency: guesses sent all at once cannot pass
+// a check made before any of them failed.
+func TestLoginLimitHoldsUnderConcurrency(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		cfg := testConfig()
+		cfg.LoginFailuresPerUser = 3
+		cfg.LoginFailureInterval = time.Hour
+		e := newEnv(t, store, cfg)
+		alice := e.register("alice")
+		statuses := make(chan int, 20)
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				statuses <- e.doCtx(t.Context(), "POST", "/v1/auth/login", "", map[string]string{"username": alice.Username, "password": "wrong horse"}).status
+			})
+		}
+		wg.Wait()
+		close(statuses)
+		counts := map[int]int{}
+		for st := range statuses {
+			counts[st]++
+		}
+		if counts[http.StatusUnauthorized] > 3 || counts[http.StatusUnauthorized]+counts[http.StatusTooManyRequests] != 20 {
+			t.Fatalf("20 concurrent guesses with a limit of 3: %v", counts)
 		}
 	})
 }

@@ -21,20 +21,22 @@ type limiters struct {
 type bucket struct {
 	lim  *rate.Limiter
 	seen time.Time
+	// inflight counts attempts admitted by begin and not yet ended: they
+	// hold a token until they know whether they count.
+	inflight int
 }
 
 func newLimiters(every time.Duration, burst int) *limiters {
 	return &limiters{every: rate.Every(every), burst: burst, buckets: map[string]*bucket{}, lastGC: time.Now()}
 }
 
-func (l *limiters) get(key string, now time.Time) *rate.Limiter {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// getLocked returns key's bucket, creating it; l.mu is held.
+func (l *limiters) getLocked(key string, now time.Time) *bucket {
 	if now.Sub(l.lastGC) > time.Minute {
 		// A bucket idle long enough to be full again carries no state.
 		full := time.Duration(float64(l.burst)/float64(l.every)) * time.Second
 		for k, b := range l.buckets {
-			if now.Sub(b.seen) > full {
+			if now.Sub(b.seen) > full && b.inflight == 0 {
 				delete(l.buckets, k)
 			}
 		}
@@ -46,32 +48,52 @@ func (l *limiters) get(key string, now time.Time) *rate.Limiter {
 		l.buckets[key] = b
 	}
 	b.seen = now
-	return b.lim
+	return b
+}
+
+// retryAfterLocked is how many whole seconds until b has a token.
+func retryAfterLocked(b *bucket, now time.Time) int {
+	r := b.lim.ReserveN(now, 1)
+	defer r.CancelAt(now)
+	if !r.OK() {
+		return 60
+	}
+	return max(1, int(math.Ceil(r.DelayFrom(now).Seconds())))
 }
 
 // allow takes one token for key, or says how many seconds until one is free.
 func (l *limiters) allow(key string) (ok bool, retryAfter int) {
 	now := time.Now()
-	r := l.get(key, now).ReserveN(now, 1)
-	if !r.OK() {
-		return false, 60
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.getLocked(key, now)
+	if b.lim.TokensAt(now)-float64(b.inflight) < 1 {
+		return false, retryAfterLocked(b, now)
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, int(math.Ceil(d.Seconds()))
-	}
+	b.lim.ReserveN(now, 1)
 	return true, 0
 }
 
-// blocked reports whether key has no token left, without taking one.
-func (l *limiters) blocked(key string) (bool, int) {
+// begin admits an attempt whose cost is known only at its end (a login is
+// limited on failures): it holds one of key's tokens while it runs, so
+// concurrent attempts cannot all pass a check made before any of them
+// failed. end(failed) spends the token on a failure and returns it
+// otherwise.
+func (l *limiters) begin(key string) (ok bool, retryAfter int, end func(failed bool)) {
 	now := time.Now()
-	lim := l.get(key, now)
-	if lim.TokensAt(now) >= 1 {
-		return false, 0
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.getLocked(key, now)
+	if b.lim.TokensAt(now)-float64(b.inflight) < 1 {
+		return false, retryAfterLocked(b, now), nil
 	}
-	r := lim.ReserveN(now, 1)
-	d := r.DelayFrom(now)
-	r.CancelAt(now)
-	return true, int(math.Ceil(d.Seconds()))
+	b.inflight++
+	return true, 0, func(failed bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		b.inflight--
+		if failed {
+			b.lim.ReserveN(time.Now(), 1)
+		}
+	}
 }
