@@ -3,6 +3,7 @@ package repository_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,5 +91,35 @@ func TestMigrations(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestNodesMigrateTogether: nodes starting at once on one empty database
+// take turns; every one of them starts.
+func TestNodesMigrateTogether(t *testing.T) {
+	_, dsn := dbtest.Schema(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			s, err := repository.Open(context.Background(), repository.Options{URL: dsn})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer s.Close()
+			if _, err := s.Migrate(context.Background()); err != nil {
+				errs <- err
+				return
+			}
+			errs <- s.CheckSchema(context.Background())
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
