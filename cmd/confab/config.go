@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
@@ -96,7 +98,11 @@ func parseConfig(args []string) (*Config, error) {
 	e.String(&cfg.DatabaseURL, "database-url", "", "Postgres URL (postgres://...); empty: embedded SQLite")
 	e.String(&cfg.ListenURL, "listen-database-url", "", "Postgres URL for LISTEN when database-url goes through a transaction pooler")
 	e.String(&cfg.SQLitePath, "sqlite-path", "confab.db", "SQLite database file when no database URL is set")
-	e.String(&cfg.NodeID, "node-id", host+"-"+strconv.Itoa(os.Getpid()), "this node's id (sessions, notifications)")
+	// A random part: containers on one host all have pid 1, and two nodes
+	// with one id would take each other's notifications for their own.
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	e.String(&cfg.NodeID, "node-id", host+"-"+hex.EncodeToString(suffix), "this node's id (sessions, notifications); unique per process")
 	e.Bool(&cfg.NoMigrate, "no-migrate", false, "do not migrate on start (refuse to serve on an old schema)")
 	e.String(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (serves HTTPS and HTTP/2)")
 	e.String(&cfg.TLSKey, "tls-key", "", "TLS key file")
@@ -129,6 +135,9 @@ func parseConfig(args []string) (*Config, error) {
 	cfg.API.MaxBodyBytes = int64(maxBody)
 	cfg.API.CORSOrigins = splitList(cors)
 	cfg.API.TrustedProxies = splitList(proxies)
+	if err := validate(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.JWTSecret != "" && len(cfg.JWTSecret) < 32 {
 		return nil, fmt.Errorf("jwt-secret must be at least 32 bytes")
 	}
@@ -150,4 +159,31 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// validate refuses settings that would break the server at run time (a zero
+// interval makes a ticker panic, a zero buffer disconnects every stream).
+func validate(cfg *Config) error {
+	for name, d := range map[string]time.Duration{
+		"access-ttl": cfg.API.AccessTTL, "refresh-ttl": cfg.API.RefreshTTL,
+		"stream-heartbeat": cfg.API.StreamHeartbeat, "typing-ttl": cfg.Events.TypingTTL,
+		"retention": cfg.Events.Retention, "safety-poll": cfg.Events.SafetyPoll,
+		"slow-consumer-timeout": cfg.Events.Hub.SlowAfter, "shutdown-grace": cfg.ShutdownGrace,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s must be positive, not %v", name, d)
+		}
+	}
+	for name, n := range map[string]int64{
+		"subscriber-buffer": int64(cfg.Events.Hub.Buffer), "max-body-bytes": cfg.API.MaxBodyBytes,
+		"max-group-members": int64(cfg.API.MaxGroupMembers), "db-max-conns": int64(cfg.DBMaxConns),
+	} {
+		if n < 1 {
+			return fmt.Errorf("%s must be at least 1, not %d", name, n)
+		}
+	}
+	if cfg.Events.Retention < time.Hour {
+		return fmt.Errorf("retention must be at least 1h: clients offline longer than that would reset")
+	}
+	return nil
 }

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestConfigRefusesBrokenSettings(t *testing.T) {
+	for _, args := range [][]string{
+		{"-safety-poll", "0s"},
+		{"-stream-heartbeat", "0s"},
+		{"-subscriber-buffer", "0"},
+		{"-retention", "0s"},
+		{"-jwt-secret", "short"},
+		{"-tls-cert", "x.pem"},
+		{"-max-body-bytes", "-1"},
+	} {
+		if _, err := parseConfig(args); err == nil {
+			t.Errorf("%v was accepted", args)
+		}
+	}
+	t.Setenv("CONFAB_SAFETY_POLL", "soon")
+	if _, err := parseConfig(nil); err == nil || !strings.Contains(err.Error(), "CONFAB_SAFETY_POLL") {
+		t.Errorf("a bad environment value: %v", err)
+	}
+}
+
+func TestConfigFromEnvironmentAndFlags(t *testing.T) {
+	t.Setenv("CONFAB_ADDR", ":9999")
+	t.Setenv("CONFAB_MAX_GROUP_MEMBERS", "50")
+	cfg, err := parseConfig([]string{"-addr", ":7777"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != ":7777" || cfg.API.MaxGroupMembers != 50 {
+		t.Fatalf("addr %s, max group %d: a flag wins over the environment, which wins over the default", cfg.Addr, cfg.API.MaxGroupMembers)
+	}
+	a, _ := parseConfig(nil)
+	b, _ := parseConfig(nil)
+	if a.NodeID == b.NodeID {
+		t.Fatalf("two processes would share node id %s", a.NodeID)
+	}
+}
