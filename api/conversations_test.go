@@ -367,3 +367,27 @@ func TestHistoryPaging(t *testing.T) {
 		e.do("GET", "/v1/conversations/"+g.ID+"/messages?before="+elsewhere.ID, bob.Token, nil).wantProblem(t, http.StatusNotFound, "not_found")
 	})
 }
+
+// TestNewMemberHasNothingUnread: the history before someone joined is there
+// to scroll back through, not counted as unread.
+func TestNewMemberHasNothingUnread(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		alice, bob, carol := e.register("alice"), e.register("bob"), e.register("carol")
+		g := e.group(alice, bob)
+		for range 3 {
+			e.send(alice, g.ID, "before carol")
+		}
+		e.must(http.StatusOK, "POST", "/v1/conversations/"+g.ID+"/members", alice.Token, map[string]string{"user_id": carol.ID})
+		var c conversation
+		e.must(http.StatusOK, "GET", "/v1/conversations/"+g.ID, carol.Token, nil).decode(t, &c)
+		if c.UnreadCount != 0 {
+			t.Fatalf("carol joins with %d unread", c.UnreadCount)
+		}
+		e.send(alice, g.ID, "after carol")
+		e.must(http.StatusOK, "GET", "/v1/conversations/"+g.ID, carol.Token, nil).decode(t, &c)
+		if c.UnreadCount != 1 {
+			t.Fatalf("carol has %d unread, want 1", c.UnreadCount)
+		}
+	})
+}

@@ -267,6 +267,10 @@ func (s *sseConn) ready() int64 {
 	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || d.SessionID == "" {
 		s.t.Fatalf("ready data %q: %v", ev.Data, err)
 	}
+	// The cursor is the ready frame's id too, so EventSource resumes there.
+	if ev.ID != strconv.FormatInt(d.Cursor, 10) {
+		s.t.Fatalf("ready id %q, cursor %d", ev.ID, d.Cursor)
+	}
 	return d.Cursor
 }
 

@@ -98,6 +98,10 @@ func (s *Server) events(c *gin.Context) {
 
 	marshal := func(v any) []byte { b, _ := json.Marshal(v); return b }
 	w.retry(s.cfg.StreamRetry)
+	// ready carries the cursor as its id too, so an EventSource that
+	// reconnects by itself before any durable event resumes from here
+	// rather than from whatever the head is then.
+	w.id(start)
 	w.event(0, events.TypeReady, marshal(gin.H{"cursor": start, "session_id": sessionID}))
 	if reset {
 		w.event(0, events.TypeReset, marshal(gin.H{"cursor": start}))
@@ -221,9 +225,7 @@ func (w *sseWriter) retry(d time.Duration) {
 func (w *sseWriter) event(id int64, typ string, data []byte) {
 	buf := w.b()
 	if id > 0 {
-		buf.WriteString("id: ")
-		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), id, 10))
-		buf.WriteByte('\n')
+		w.id(id)
 	}
 	buf.WriteString("event: ")
 	buf.WriteString(typ)
@@ -240,6 +242,15 @@ func (w *sseWriter) event(id int64, typ string, data []byte) {
 		data = rest
 	}
 	buf.WriteString("\n\n")
+}
+
+// id writes an id line for the next event, even 0 (durable events carry
+// theirs through event).
+func (w *sseWriter) id(id int64) {
+	buf := w.b()
+	buf.WriteString("id: ")
+	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), id, 10))
+	buf.WriteByte('\n')
 }
 
 func (w *sseWriter) comment(text string) {

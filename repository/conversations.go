@@ -223,7 +223,9 @@ func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMem
 				return err
 			}
 			now := s.now()
-			if _, err := tx.NewInsert().Model(&Member{ConversationID: convID, UserID: userID, JoinedAt: now}).Exec(ctx); err != nil {
+			// A newcomer has nothing unread: the history before them is
+			// there to scroll back through, not to catch up on.
+			if _, err := tx.NewInsert().Model(&Member{ConversationID: convID, UserID: userID, JoinedAt: now, ReadSeq: c.LastSeq}).Exec(ctx); err != nil {
 				return err
 			}
 			if err := touch(ctx, tx, convID, now); err != nil {
