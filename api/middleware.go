@@ -156,3 +156,14 @@ func (s *Server) authenticate(c *gin.Context, raw string) {
 	}
 	c.Next()
 }
+
+// writeDeadline bounds the time a response may take to write, so a client
+// that stops reading cannot hold a handler forever. The server has no
+// WriteTimeout (it would cut streams); the stream endpoints set deadlines
+// per write instead.
+func (s *Server) writeDeadline(c *gin.Context) {
+	if !strings.HasPrefix(c.Request.URL.Path, "/v1/events") {
+		http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)) //nolint:errcheck // best effort
+	}
+	c.Next()
+}

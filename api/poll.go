@@ -67,16 +67,21 @@ func (s *Server) poll(c *gin.Context) {
 			// whatever the timeout.
 			wait = max(wait, 10*time.Second)
 		}
-		out.Events, out.Cursor = s.wait(c, start, wait)
+		out.Events, out.Cursor = s.wait(c, start, wait, start < last)
 	}
 	out.Typing = slices.DeleteFunc(s.broker.TypingIn(convs), func(t events.Typing) bool { return t.UserID == uid })
 	c.Header("Cache-Control", "no-store")
+	// The answer may come a minute after the request: its write gets a
+	// deadline of its own, like a stream's.
+	http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout)) //nolint:errcheck // best effort
 	c.JSON(http.StatusOK, out)
 }
 
 // wait collects the events after cursor, waiting up to timeout for the
 // first one; it shares the hub's subscription path with the SSE stream.
-func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration) ([]pollEvent, int64) {
+// pending says events after the cursor exist: a typing change must not
+// answer before them.
+func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration, pending bool) ([]pollEvent, int64) {
 	sub := s.broker.Subscribe(userID(c), cursor)
 	defer sub.Close()
 	open := s.broker.Metrics.Open.WithLabelValues(events.TransportLongPoll)
@@ -93,6 +98,9 @@ func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration) ([]po
 				continue // not part of the poll answer
 			}
 			if ev.Type == events.TypeTyping {
+				if pending {
+					continue // events are on their way; the answer will carry typing too
+				}
 				return out, cursor // the answer carries the typing state
 			}
 			for {

@@ -38,6 +38,8 @@ type Config struct {
 	StreamHeartbeat    time.Duration
 	StreamRetry        time.Duration
 	StreamWriteTimeout time.Duration
+	// WriteTimeout bounds writing any other response.
+	WriteTimeout time.Duration
 	// Typing pings allowed per user and conversation: a burst, then one per
 	// interval.
 	TypingBurst    int
@@ -67,6 +69,7 @@ func DefaultConfig() Config {
 		StreamHeartbeat:      15 * time.Second,
 		StreamRetry:          2 * time.Second,
 		StreamWriteTimeout:   10 * time.Second,
+		WriteTimeout:         30 * time.Second,
 		TypingBurst:          5,
 		TypingInterval:       time.Second,
 	}
@@ -120,7 +123,7 @@ func (s *Server) Handler() http.Handler {
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
 	r.SetTrustedProxies(s.cfg.TrustedProxies) //nolint:errcheck // validated in cmd
-	r.Use(s.recoverer, s.requestLog, s.cors, s.limitBody)
+	r.Use(s.recoverer, s.requestLog, s.writeDeadline, s.cors, s.limitBody)
 	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, CodeNotFound, "no such route") })
 	r.NoMethod(func(c *gin.Context) { problem(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "") })
 

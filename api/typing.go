@@ -31,9 +31,12 @@ func (s *Server) typing(c *gin.Context) {
 		problem(c, http.StatusNotFound, CodeNotFound, "")
 		return
 	}
-	if ok, retry := s.typingRate.allow(uid + "|" + convID); !ok {
-		tooMany(c, retry)
-		return
+	// A stop is never refused: it only ever shortens an indicator.
+	if *in.Typing {
+		if ok, retry := s.typingRate.allow(uid + "|" + convID); !ok {
+			tooMany(c, retry)
+			return
+		}
 	}
 	s.broker.SetTyping(uid, convID, *in.Typing, members)
 	c.Status(http.StatusNoContent)

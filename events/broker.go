@@ -386,7 +386,12 @@ func (b *Broker) prune(ctx context.Context) {
 		b.log.Warn("prune events", slog.Any("err", err))
 		return
 	}
-	if n > 0 {
-		b.log.Info("pruned stream rows", slog.Int64("rows", n))
+	t, err := b.store.PruneRefreshTokens(ctx, time.Now())
+	if err != nil {
+		b.log.Warn("prune refresh tokens", slog.Any("err", err))
+		return
+	}
+	if n > 0 || t > 0 {
+		b.log.Info("pruned", slog.Int64("stream_rows", n), slog.Int64("refresh_tokens", t))
 	}
 }

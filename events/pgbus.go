@@ -174,9 +174,13 @@ type listener struct {
 }
 
 func (l *listener) run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	const firstBackoff = 100 * time.Millisecond
+	backoff := firstBackoff
 	for ctx.Err() == nil {
 		err := l.session(ctx)
+		if l.up.Load() {
+			backoff = firstBackoff // it was connected: a fresh failure
+		}
 		l.up.Store(false)
 		l.metrics.ListenerUp.Set(0)
 		if ctx.Err() != nil {
@@ -189,9 +193,6 @@ func (l *listener) run(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
-		if err == nil {
-			backoff = 100 * time.Millisecond
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 )
@@ -49,6 +50,11 @@ func (t *typingTable) set(st Typing, to []string) (was bool, prevTo []string) {
 	if users == nil {
 		users = map[string]typingEntry{}
 		t.m[st.ConversationID] = users
+	}
+	if was && prev.expires.Equal(st.ExpiresAt) {
+		// The same ping in several notifications (a big group's
+		// recipients are split): remember all of them.
+		to = append(slices.Clip(prev.to), to...)
 	}
 	users[st.UserID] = typingEntry{expires: st.ExpiresAt, to: to}
 	return was, prevTo

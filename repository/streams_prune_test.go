@@ -43,3 +43,25 @@ func TestPruneRemovesOnlyAPrefix(t *testing.T) {
 		})
 	}
 }
+
+func TestPruneRefreshTokens(t *testing.T) {
+	store := dbtest.Open(t, "sqlite")
+	ctx := context.Background()
+	u, err := store.CreateUser(ctx, "tok", "T", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateRefreshToken(ctx, u.ID, -time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	live, err := store.CreateRefreshToken(ctx, u.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := store.PruneRefreshTokens(ctx, time.Now()); err != nil || n != 1 {
+		t.Fatalf("pruned %d: %v", n, err)
+	}
+	if _, _, err := store.RotateRefreshToken(ctx, live, time.Hour); err != nil {
+		t.Fatalf("the live token was pruned: %v", err)
+	}
+}

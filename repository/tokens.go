@@ -106,3 +106,13 @@ func (s *Store) revokeFamilyOf(ctx context.Context, hash string, onlyIfUsed bool
 		Exec(ctx)
 	return err
 }
+
+// PruneRefreshTokens deletes refresh tokens that expired before now: past
+// expiry even a reused one is refused without its family.
+func (s *Store) PruneRefreshTokens(ctx context.Context, now time.Time) (int64, error) {
+	res, err := s.db.NewDelete().Model((*refreshToken)(nil)).Where("expires_at < ?", now).Exec(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
