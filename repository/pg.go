@@ -30,11 +30,6 @@ func pgConfig(url, appName string) (*pgx.ConnConfig, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = appName
 	}
-	// Short OLTP queries only: JIT compilation would cost more than it saves
-	// (the hub's batched read crosses jit_above_cost).
-	if _, ok := cfg.RuntimeParams["jit"]; !ok {
-		cfg.RuntimeParams["jit"] = "off"
-	}
 	if !strings.Contains(url, "default_query_exec_mode") {
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	}

@@ -136,33 +136,29 @@ type Cursor struct {
 	After  int64
 }
 
+// cursorsPerQuery bounds one read of the hub's windows. On Postgres it also
+// keeps the statement's estimated cost under jit_above_cost: compiling a
+// plan for a thousand cursors takes longer than running it.
+const cursorsPerQuery = 200
+
 // EventsAfterCursors reads, for each cursor, up to limit events after it:
 // how the hub serves a batch of doorbells for many subscribers at once.
 // Rows come ordered by user and seq; windows of one user's cursors may
 // overlap, and overlapping rows are returned once.
 func (s *Store) EventsAfterCursors(ctx context.Context, cursors []Cursor, limit int) ([]Event, error) {
-	if len(cursors) == 0 {
-		return nil, nil
-	}
+	read := s.eventsAfterOR
 	if s.IsPostgres() {
-		return s.eventsAfterCursorsPG(ctx, cursors, limit)
+		read = s.eventsAfterLateral
 	}
-	// SQLite: one query per 200 cursors, each window an OR'ed condition.
 	var out []Event
-	for chunk := range slices.Chunk(cursors, 200) {
-		var events []Event
-		q := s.db.NewSelect().Model(&events).WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
-			for _, c := range chunk {
-				q = q.WhereOr("(user_id = ? AND seq > ? AND seq <= ?)", c.UserID, c.After, c.After+int64(limit))
-			}
-			return q
-		}).Order("user_id", "seq")
-		if err := q.Scan(ctx); err != nil {
+	for chunk := range slices.Chunk(cursors, cursorsPerQuery) {
+		events, err := read(ctx, chunk, limit)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, events...)
 	}
-	if len(cursors) > 200 {
+	if len(cursors) > cursorsPerQuery {
 		// Windows of one user may have come from different chunks.
 		slices.SortFunc(out, func(a, b Event) int {
 			if c := strings.Compare(a.UserID, b.UserID); c != 0 {
@@ -170,34 +166,40 @@ func (s *Store) EventsAfterCursors(ctx context.Context, cursors []Cursor, limit 
 			}
 			return cmp.Compare(a.Seq, b.Seq)
 		})
-		out = compactEvents(out)
 	}
-	return out, nil
+	return compactEvents(out), nil
 }
 
-// eventsAfterCursorsPG reads every window in one statement: the cursors go
-// in as two arrays, each joined laterally to its user's rows through the
-// primary key. (A chain of OR'ed conditions costs Postgres about 0.1 ms of
-// planning per cursor: 100 ms for 1,000 subscribers.) confab's connections
-// run with JIT off (see pgConfig): a batch of a thousand cursors crosses
-// jit_above_cost, and compiling takes longer than the query.
-func (s *Store) eventsAfterCursorsPG(ctx context.Context, cursors []Cursor, limit int) ([]Event, error) {
+// eventsAfterOR reads the windows as OR'ed conditions (SQLite).
+func (s *Store) eventsAfterOR(ctx context.Context, cursors []Cursor, limit int) ([]Event, error) {
+	var events []Event
+	err := s.db.NewSelect().Model(&events).WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+		for _, c := range cursors {
+			q = q.WhereOr("(user_id = ? AND seq > ? AND seq <= ?)", c.UserID, c.After, c.After+int64(limit))
+		}
+		return q
+	}).Order("user_id", "seq").Scan(ctx)
+	return events, err
+}
+
+// eventsAfterLateral reads the windows in one statement on Postgres: the
+// cursors go in as two arrays, each joined laterally to its user's rows
+// through the primary key. (A chain of OR'ed conditions costs Postgres about
+// 0.1 ms of planning per cursor.)
+func (s *Store) eventsAfterLateral(ctx context.Context, cursors []Cursor, limit int) ([]Event, error) {
 	users := make([]string, len(cursors))
 	afters := make([]int64, len(cursors))
 	for i, c := range cursors {
 		users[i], afters[i] = c.UserID, c.After
 	}
-	var out []Event
+	var events []Event
 	err := s.db.NewRaw(`SELECT e.user_id, e.seq, e.type, e.data, e.created_at
 		FROM unnest(?::text[], ?::bigint[]) AS c(user_id, after)
 		CROSS JOIN LATERAL (SELECT * FROM events
 			WHERE user_id = c.user_id AND seq > c.after AND seq <= c.after + ?
 			ORDER BY seq LIMIT ?) AS e
-		ORDER BY e.user_id, e.seq`, pgdialect.Array(users), pgdialect.Array(afters), limit, limit).Scan(ctx, &out)
-	if err != nil {
-		return nil, err
-	}
-	return compactEvents(out), nil
+		ORDER BY e.user_id, e.seq`, pgdialect.Array(users), pgdialect.Array(afters), limit, limit).Scan(ctx, &events)
+	return events, err
 }
 
 // compactEvents drops the repeats of rows sorted by user and seq.
