@@ -47,9 +47,10 @@ pg-restart:
 	    $(GO) test -race -count=1 -run '^TestClusterSurvivesPostgresRestart$$' ./api/; \
 	else echo "*** skipping the Postgres restart test: no local cluster this user can restart ***"; fi
 
-## bench: the performance scenarios (see docs/PERFORMANCE.md)
+## bench: the standard performance scenarios on Postgres and SQLite against
+## their references; writes docs/PERFORMANCE.md (about ten minutes)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	./scripts/bench.sh
 
 ## screenshots: regenerate docs/screenshots/*.png with the browser tests (needs chromium)
 screenshots:

@@ -3,6 +3,7 @@
 //	confab bench run -url URL [-ref URL|sql:DSN|sse] ...  drive a server and check delivery
 //	confab bench reference -addr ADDR                   serve a bare SSE broadcaster
 //	confab bench sql -database-url DSN ...              the SQL of a message send, no HTTP
+//	confab bench report RUN.json ...                    Markdown of saved runs, judged against the targets
 //
 // `run` registers users, puts them in conversations, opens SSE streams and
 // long-polls, has writers POST messages at a paced rate, and measures POST
@@ -30,7 +31,8 @@ func since() int64 { return int64(time.Since(epoch)) }
 const usage = `usage:
   confab bench run -url URL [-ref URL|sql:DSN|sse] [flags]   load a server (see run -h)
   confab bench reference [-addr 127.0.0.1:8081]               serve the bare SSE reference
-  confab bench sql -database-url DSN [flags]                  time the SQL of a send without HTTP`
+  confab bench sql -database-url DSN [flags]                  time the SQL of a send without HTTP
+  confab bench report RUN.json ...                            Markdown of saved -json runs and the targets`
 
 // Main runs `confab bench` with args (the words after "bench").
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
@@ -45,6 +47,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return referenceCmd(ctx, args[1:], stdout)
 	case "sql":
 		return sqlCmd(ctx, args[1:], stdout)
+	case "report":
+		return reportCmd(ctx, args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

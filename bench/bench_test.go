@@ -2,11 +2,13 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +102,21 @@ func TestSmoke(t *testing.T) {
 		check(t, rep.Reference)
 		if rep.Ratios["delivery_p50"] == 0 {
 			t.Errorf("no delivery ratio: %v", rep.Ratios)
+		}
+		// The report survives its JSON and is judged as a fan-out scenario.
+		rep.Label = "sqlite/fanout-smoke"
+		data, err := json.Marshal(rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Report
+		if err := json.Unmarshal(data, &back); err != nil {
+			t.Fatal(err)
+		}
+		var md strings.Builder
+		back.WriteMarkdown(&md)
+		if v := judge([]*Report{&back}); len(v) != 5 || !strings.Contains(md.String(), "| delivery p50 ms |") {
+			t.Errorf("%d verdicts, markdown:\n%s", len(v), md.String())
 		}
 	})
 	t.Run("pollers", func(t *testing.T) {

@@ -45,6 +45,11 @@ type Config struct {
 	Label       string
 	JSON        bool
 	AllowRemote bool
+	// ProfileURL is the server's pprof address: the first round of the
+	// first target saves a CPU profile of its writers (a heap profile when
+	// nothing is written) to ProfileOut.
+	ProfileURL string
+	ProfileOut string
 }
 
 func parseRunConfig(args []string, out io.Writer) (*Config, error) {
@@ -69,6 +74,8 @@ func parseRunConfig(args []string, out io.Writer) (*Config, error) {
 	fs.StringVar(&cfg.Label, "label", "", "scenario name for the report")
 	fs.BoolVar(&cfg.JSON, "json", false, "print JSON instead of a table")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a non-loopback URL")
+	fs.StringVar(&cfg.ProfileURL, "profile-url", "", "the server's -pprof-addr URL: profile the first round")
+	fs.StringVar(&cfg.ProfileOut, "profile-out", "confab.pprof", "where -profile-url's profile goes")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

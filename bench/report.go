@@ -118,6 +118,7 @@ func merge(name string, rounds []*Result) *Result {
 // confab figures as ratios to the reference's.
 type Report struct {
 	Label     string             `json:"label,omitempty"`
+	Command   string             `json:"command,omitempty"`
 	Config    *Config            `json:"config"`
 	Rounds    []*Result          `json:"rounds"`
 	Confab    *Result            `json:"confab"`
@@ -146,6 +147,7 @@ func (rep *Report) summarize(confab, ref string) {
 		"cpu_per_write":      {c.CPUPerWriteUS, r.CPUPerWriteUS},
 		"server_rss":         {c.RSSBytes, r.RSSBytes},
 		"delivery_max":       {c.Delivery.Max, r.Delivery.Max},
+		"post_p90":           {c.Post.P90, r.Post.P90},
 		"post_max":           {c.Post.Max, r.Post.Max},
 		"deliveries_counted": {float64(c.Deliveries), float64(r.Deliveries)},
 	} {
@@ -157,72 +159,101 @@ func (rep *Report) summarize(confab, ref string) {
 
 // WriteTable prints the report for people.
 func (rep *Report) WriteTable(w io.Writer) {
+	if rep.Label != "" {
+		fmt.Fprintf(w, "%s\n", rep.Label)
+	}
+	fmt.Fprintln(w, rep.describe())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head, rows := rep.rows()
+	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	tw.Flush()
+	for _, r := range rep.columns() {
+		fmt.Fprintf(w, "errors (%s): %s\n", r.Target, formatErrors(r.Errors))
+	}
+}
+
+// WriteMarkdown prints the report as a Markdown section.
+func (rep *Report) WriteMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "### %s\n\n%s\n\n```\n%s\n```\n\n", rep.Label, rep.describe(), rep.Command)
+	head, rows := rep.rows()
+	fmt.Fprintf(w, "| %s |\n|---%s|\n", strings.Join(head, " | "), strings.Repeat("|--:", len(head)-1))
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+	}
+	for _, r := range rep.columns() {
+		fmt.Fprintf(w, "\nErrors (%s): %s", r.Target, formatErrors(r.Errors))
+	}
+	fmt.Fprint(w, "\n\n")
+}
+
+func (rep *Report) describe() string {
 	c := rep.Config
 	rate := "max"
 	if c.Rate > 0 {
 		rate = fmt.Sprintf("%g/s", c.Rate)
 	}
-	if rep.Label != "" {
-		fmt.Fprintf(w, "%s\n", rep.Label)
-	}
-	fmt.Fprintf(w, "U=%d S=%d N=%d P=%d W=%d R=%s D=%s, %d round(s) per target, alternating\n",
+	return fmt.Sprintf("U=%d S=%d N=%d P=%d W=%d R=%s D=%s, %d round(s) per target, alternating",
 		c.Users, c.Group, c.Streams, c.Pollers, c.Writers, rate, c.Duration, c.Rounds)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	cols := []*Result{rep.Confab}
-	head := "metric\t" + rep.Confab.Target + "\t"
-	if rep.Reference != nil {
-		cols = append(cols, rep.Reference)
-		head += rep.Reference.Target + "\tratio\t"
+}
+
+func (rep *Report) columns() []*Result {
+	if rep.Reference == nil {
+		return []*Result{rep.Confab}
 	}
-	fmt.Fprintln(tw, head)
-	row := func(name, ratio string, f func(*Result) float64, format string) {
-		line := name + "\t"
+	return []*Result{rep.Confab, rep.Reference}
+}
+
+// rows lays the figures out: a row per metric, a column per target, and
+// the ratio when there is a reference.
+func (rep *Report) rows() (head []string, rows [][]string) {
+	cols := rep.columns()
+	head = []string{"metric"}
+	for _, r := range cols {
+		head = append(head, r.Target)
+	}
+	if len(cols) > 1 {
+		head = append(head, "ratio")
+	}
+	row := func(name, ratio, format string, f func(*Result) float64) {
+		line := []string{name}
 		for _, r := range cols {
-			line += fmt.Sprintf(format, f(r)) + "\t"
+			line = append(line, fmt.Sprintf(format, f(r)))
 		}
-		if rep.Reference != nil {
+		if len(cols) > 1 {
 			if v, ok := rep.Ratios[ratio]; ok {
-				line += fmt.Sprintf("%.2f", v)
+				line = append(line, fmt.Sprintf("%.2f", v))
 			} else {
-				line += "-"
+				line = append(line, "")
 			}
-			line += "\t"
 		}
-		fmt.Fprintln(tw, line)
+		rows = append(rows, line)
 	}
-	row("messages (2xx)", "", func(r *Result) float64 { return float64(r.Messages) }, "%.0f")
-	row("writes/s", "writes_per_s", func(r *Result) float64 { return r.WritesPerS }, "%.1f")
-	for _, p := range []struct {
-		name, key string
-		f         func(Latency) float64
-	}{{"p50", "50", func(l Latency) float64 { return l.P50 }}, {"p90", "", func(l Latency) float64 { return l.P90 }},
-		{"p99", "99", func(l Latency) float64 { return l.P99 }}, {"max", "", func(l Latency) float64 { return l.Max }}} {
-		key := ""
-		if p.key != "" {
-			key = "post_p" + p.key
-		}
-		row("POST "+p.name+" ms", key, func(r *Result) float64 { return p.f(r.Post) }, "%.2f")
-	}
-	for _, p := range []struct {
+	lat := []struct {
 		name string
 		f    func(Latency) float64
 	}{{"p50", func(l Latency) float64 { return l.P50 }}, {"p90", func(l Latency) float64 { return l.P90 }},
-		{"p99", func(l Latency) float64 { return l.P99 }}, {"max", func(l Latency) float64 { return l.Max }}} {
-		row("delivery "+p.name+" ms", "delivery_"+p.name, func(r *Result) float64 { return p.f(r.Delivery) }, "%.2f")
+		{"p99", func(l Latency) float64 { return l.P99 }}, {"max", func(l Latency) float64 { return l.Max }}}
+	row("messages (2xx)", "", "%.0f", func(r *Result) float64 { return float64(r.Messages) })
+	row("writes/s", "writes_per_s", "%.1f", func(r *Result) float64 { return r.WritesPerS })
+	for _, p := range lat {
+		row("POST "+p.name+" ms", "post_"+p.name, "%.2f", func(r *Result) float64 { return p.f(r.Post) })
 	}
-	row("deliveries", "", func(r *Result) float64 { return float64(r.Deliveries) }, "%.0f")
-	row("deliveries/s", "deliveries_per_s", func(r *Result) float64 { return r.DeliveriesPerS }, "%.0f")
-	row("server CPU s", "", func(r *Result) float64 { return r.CPUSeconds }, "%.2f")
-	row("server CPU µs/delivery", "cpu_per_delivery", func(r *Result) float64 { return r.CPUPerDeliveryUS }, "%.2f")
-	row("server CPU µs/write", "cpu_per_write", func(r *Result) float64 { return r.CPUPerWriteUS }, "%.1f")
-	row("server RSS MB", "server_rss", func(r *Result) float64 { return r.RSSBytes / (1 << 20) }, "%.1f")
-	row("RSS KB/idle recipient", "rss_per_recipient", func(r *Result) float64 { return r.RSSPerRecipientKB }, "%.1f")
-	row("lost", "", func(r *Result) float64 { return float64(r.Lost) }, "%.0f")
-	row("duplicated", "", func(r *Result) float64 { return float64(r.Duplicated) }, "%.0f")
-	tw.Flush()
-	for _, r := range cols {
-		fmt.Fprintf(w, "errors (%s): %s\n", r.Target, formatErrors(r.Errors))
+	for _, p := range lat {
+		row("delivery "+p.name+" ms", "delivery_"+p.name, "%.2f", func(r *Result) float64 { return p.f(r.Delivery) })
 	}
+	row("deliveries", "", "%.0f", func(r *Result) float64 { return float64(r.Deliveries) })
+	row("deliveries/s", "deliveries_per_s", "%.0f", func(r *Result) float64 { return r.DeliveriesPerS })
+	row("server CPU s", "", "%.2f", func(r *Result) float64 { return r.CPUSeconds })
+	row("server CPU µs/delivery", "cpu_per_delivery", "%.2f", func(r *Result) float64 { return r.CPUPerDeliveryUS })
+	row("server CPU µs/write", "cpu_per_write", "%.1f", func(r *Result) float64 { return r.CPUPerWriteUS })
+	row("server RSS MB", "server_rss", "%.1f", func(r *Result) float64 { return r.RSSBytes / (1 << 20) })
+	row("RSS KB/idle recipient", "rss_per_recipient", "%.1f", func(r *Result) float64 { return r.RSSPerRecipientKB })
+	row("lost", "", "%.0f", func(r *Result) float64 { return float64(r.Lost) })
+	row("duplicated", "", "%.0f", func(r *Result) float64 { return float64(r.Duplicated) })
+	return head, rows
 }
 
 func formatErrors(errs map[string]int64) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ func runCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rep.Command = strings.Join(append([]string{"confab bench run"}, args...), " ")
 	if cfg.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -146,6 +148,7 @@ func (r *round) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	profile := r.profile(ctx)
 
 	// Users nobody listens to are checked afterwards by catching up.
 	var quiet []int
@@ -170,6 +173,9 @@ func (r *round) run(ctx context.Context) (*Result, error) {
 	active := w.elapsed + drained
 	rssEnd, cpu1, err := r.c.serverStats(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := profile(); err != nil {
 		return nil, err
 	}
 	r.logf("round %d %s: %d messages in %s, drained in %s", r.n, r.t.name, sum(w.acked), w.elapsed.Round(time.Millisecond), drained.Round(time.Millisecond))
@@ -219,6 +225,47 @@ func (r *round) run(ctx context.Context) (*Result, error) {
 	res.finish()
 	sleep(ctx, r.cfg.Settle) // let the server close the sessions before the next round
 	return res, nil
+}
+
+// profile starts the profile the config asks for, if this is the round
+// to take it: the first round of the first target, from the writers'
+// start. The returned func waits for it and saves it.
+func (r *round) profile(ctx context.Context) func() error {
+	if r.cfg.ProfileURL == "" || r.n != 1 || r.t.name != "confab" {
+		return func() error { return nil }
+	}
+	url := strings.TrimRight(r.cfg.ProfileURL, "/") + "/debug/pprof/heap?gc=1"
+	if r.cfg.Writers > 0 {
+		url = fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimRight(r.cfg.ProfileURL, "/"), max(1, int(r.cfg.Duration.Seconds())))
+	}
+	errc := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if err != nil {
+			errc <- err
+			return
+		}
+		res, err := r.c.hc.Do(req)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer res.Body.Close()
+		data, err := io.ReadAll(res.Body)
+		if err == nil && res.StatusCode != http.StatusOK {
+			err = &statusError{status: res.StatusCode, body: string(data)}
+		}
+		if err == nil {
+			err = os.WriteFile(r.cfg.ProfileOut, data, 0o644)
+		}
+		errc <- err
+	}()
+	return func() error {
+		if err := <-errc; err != nil {
+			return fmt.Errorf("profile %s: %w", url, err)
+		}
+		return nil
+	}
 }
 
 // open starts the recipients, at most OpenParallel connecting at once,
