@@ -60,6 +60,16 @@ var bodyMarker = []byte(`"body":"bench:`)
 func (r *recipient) event(seq int64, typ string, data []byte) {
 	now := since()
 	switch {
+	case typ == "ready": // carries the cursor, also as its id
+		r.start(jsonInt(data, `"cursor":`))
+	case typ == "reset":
+		// The server could not continue from our cursor: whatever lay
+		// between is lost to this client.
+		r.errs["reset"]++
+		if c := jsonInt(data, `"cursor":`); c > r.last.Load() {
+			r.gaps += c - r.last.Load()
+			r.last.Store(c)
+		}
 	case seq > 0:
 		last := r.last.Load()
 		if seq <= last {
@@ -83,16 +93,6 @@ func (r *recipient) event(seq int64, typ string, data []byte) {
 		r.msgs.Add(1)
 		if r.record {
 			r.lat = append(r.lat, now-sent)
-		}
-	case typ == "ready":
-		r.start(jsonInt(data, `"cursor":`))
-	case typ == "reset":
-		// The server could not continue from our cursor: whatever lay
-		// between is lost to this client.
-		r.errs["reset"]++
-		if c := jsonInt(data, `"cursor":`); c > r.last.Load() {
-			r.gaps += c - r.last.Load()
-			r.last.Store(c)
 		}
 	}
 }
