@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -44,11 +43,6 @@ func (s *Server) poll(c *gin.Context) {
 		}
 	}
 	ctx, uid := c.Request.Context(), userID(c)
-	convs, err := s.store.ConversationIDs(ctx, uid)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
 	start, last, reset, ok := s.startCursor(c, cursor, given)
 	if !ok {
 		return
@@ -69,7 +63,10 @@ func (s *Server) poll(c *gin.Context) {
 		}
 		out.Events, out.Cursor = s.wait(c, start, wait, start < last)
 	}
-	out.Typing = slices.DeleteFunc(s.broker.TypingIn(convs), func(t events.Typing) bool { return t.UserID == uid })
+	if out.Typing, err = s.broker.TypingFor(ctx, uid); err != nil {
+		s.fail(c, err)
+		return
+	}
 	c.Header("Cache-Control", "no-store")
 	// The answer may come a minute after the request: its write gets a
 	// deadline of its own, like a stream's.

@@ -243,6 +243,20 @@ func (b *Broker) TypingIn(convIDs []string) []Typing {
 	return b.typing.active(convIDs, time.Now())
 }
 
+// TypingFor lists who is typing in userID's conversations, the user
+// excepted. Most of the time nobody types anywhere: then it reads nothing,
+// and a long-poll answer costs no query for it.
+func (b *Broker) TypingFor(ctx context.Context, userID string) ([]Typing, error) {
+	if b.typing.empty() {
+		return []Typing{}, nil
+	}
+	convs, err := b.store.ConversationIDs(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(b.TypingIn(convs), func(t Typing) bool { return t.UserID == userID }), nil
+}
+
 // expireTyping forgets typing pings past their TTL and tells this node's
 // subscribers (every node does the same for its own).
 func (b *Broker) expireTyping() {

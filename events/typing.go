@@ -60,6 +60,14 @@ func (t *typingTable) set(st Typing, to []string) (was bool, prevTo []string) {
 	return was, prevTo
 }
 
+// empty reports whether nobody types anywhere (or only expired entries
+// are left to purge).
+func (t *typingTable) empty() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m) == 0
+}
+
 // active lists the unexpired typing states of the given conversations.
 func (t *typingTable) active(convs []string, now time.Time) []Typing {
 	t.mu.Lock()
