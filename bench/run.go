@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg *Config, log io.Writer) (*Report, error) {
 		defer sb.close()
 		targets = append(targets, &target{name: "sql", sql: sb})
 	default:
-		ref := &target{name: "reference", c: newClient(cfg.Ref), streams: cfg.Streams}
+		ref := &target{name: "reference", c: newClient(cfg.Ref), streams: cfg.Streams, pollers: cfg.Pollers}
 		defer ref.c.close()
 		ref.setup, _ = loadSetup(ref.c, "")
 		targets = append(targets, ref)
