@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -14,26 +15,51 @@ type tokens struct {
 	audience string
 	ttl      time.Duration
 	parser   *jwt.Parser
+	now      func() time.Time
+
+	// verified remembers tokens that passed every check, until they
+	// expire: a client sends the same token with every request for its
+	// lifetime, and its signature, issuer and audience cannot change, so
+	// only the expiry needs checking again. It saves an HMAC and a JSON
+	// decode per request (a long-poller makes one per delivery).
+	mu       sync.Mutex
+	verified map[string]verifiedToken
 }
 
+type verifiedToken struct {
+	userID string
+	exp    time.Time
+}
+
+const (
+	tokenLeeway = 5 * time.Second
+	// maxVerified bounds the remembered tokens; when full they are all
+	// forgotten (and verified again as they come back).
+	maxVerified = 1 << 14
+)
+
 func newTokens(secret []byte, issuer, audience string, ttl time.Duration) *tokens {
-	return &tokens{
+	t := &tokens{
 		secret:   secret,
 		issuer:   issuer,
 		audience: audience,
 		ttl:      ttl,
-		// Every check is explicit: the method is pinned (no "none", no
-		// RSA/HMAC confusion), exp is required, iat may not be in the
-		// future, and iss/aud must be ours.
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithIssuer(issuer),
-			jwt.WithAudience(audience),
-			jwt.WithLeeway(5*time.Second),
-		),
+		now:      time.Now,
+		verified: map[string]verifiedToken{},
 	}
+	// Every check is explicit: the method is pinned (no "none", no
+	// RSA/HMAC confusion), exp is required, iat may not be in the future,
+	// and iss/aud must be ours.
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithIssuer(issuer),
+		jwt.WithAudience(audience),
+		jwt.WithLeeway(tokenLeeway),
+		jwt.WithTimeFunc(func() time.Time { return t.now() }),
+	)
+	return t
 }
 
 // issue returns a signed access token for userID and its expiry.
@@ -55,6 +81,12 @@ var errNoSubject = errors.New("token has no subject")
 
 // parse checks a token and returns its user and expiry.
 func (t *tokens) parse(raw string) (userID string, exp time.Time, err error) {
+	t.mu.Lock()
+	v, ok := t.verified[raw]
+	t.mu.Unlock()
+	if ok && !t.now().After(v.exp.Add(tokenLeeway)) {
+		return v.userID, v.exp, nil
+	}
 	var claims jwt.RegisteredClaims
 	if _, err := t.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return t.secret, nil }); err != nil {
 		return "", time.Time{}, err
@@ -62,5 +94,11 @@ func (t *tokens) parse(raw string) (userID string, exp time.Time, err error) {
 	if claims.Subject == "" {
 		return "", time.Time{}, errNoSubject
 	}
+	t.mu.Lock()
+	if len(t.verified) >= maxVerified {
+		clear(t.verified)
+	}
+	t.verified[raw] = verifiedToken{userID: claims.Subject, exp: claims.ExpiresAt.Time}
+	t.mu.Unlock()
 	return claims.Subject, claims.ExpiresAt.Time, nil
 }

@@ -1,0 +1,41 @@
+package api
+
+import (
+	"testing"
+	"time"
+)
+
+// TestVerifiedTokensExpire: a token remembered as verified is still
+// refused once it expires (after the same leeway the parser allows), and
+// a token with a bad signature is never remembered.
+func TestVerifiedTokensExpire(t *testing.T) {
+	tk := newTokens([]byte("test-secret-test-secret-test-secret!"), "confab", "confab", time.Minute)
+	now := time.Now()
+	tk.now = func() time.Time { return now }
+	raw, _, err := tk.issue("u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second parse is answered from memory
+		if uid, _, err := tk.parse(raw); err != nil || uid != "u1" {
+			t.Fatalf("parse: %q, %v", uid, err)
+		}
+	}
+	if len(tk.verified) != 1 {
+		t.Fatalf("%d tokens remembered", len(tk.verified))
+	}
+	now = now.Add(time.Minute + tokenLeeway - time.Second)
+	if _, _, err := tk.parse(raw); err != nil {
+		t.Fatalf("within the leeway: %v", err)
+	}
+	now = now.Add(2 * time.Second)
+	if _, _, err := tk.parse(raw); err == nil {
+		t.Fatal("an expired remembered token was accepted")
+	}
+	if _, _, err := tk.parse(raw[:len(raw)-2] + "xx"); err == nil {
+		t.Fatal("a forged signature was accepted")
+	}
+	if len(tk.verified) != 1 {
+		t.Fatalf("%d tokens remembered", len(tk.verified))
+	}
+}
