@@ -202,6 +202,18 @@ func (s *Store) lockMembership(ctx context.Context, tx bun.Tx, me, convID string
 	return c, members, nil
 }
 
+// lockConversation locks the conversation row, as lockMembership does,
+// and returns its last message seq; ErrNotFound when there is no such
+// conversation.
+func (s *Store) lockConversation(ctx context.Context, tx bun.Tx, convID string) (lastSeq int64, err error) {
+	q := "SELECT last_seq FROM conversations WHERE id = ?"
+	if s.IsPostgres() {
+		q += " FOR UPDATE"
+	}
+	err = tx.NewRaw(q, convID).Scan(ctx, &lastSeq)
+	return lastSeq, notFound(err)
+}
+
 // AddMember adds userID to a group me belongs to and announces it to every
 // member, the newcomer included. Adding a member twice is not an error.
 func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMembers int) (*Conversation, []Pointer, error) {

@@ -19,12 +19,18 @@ var errRetryAsDuplicate = errors.New("duplicate client_msg_id")
 func (s *Store) SendMessage(ctx context.Context, me, convID, body string, clientMsgID *string) (msg *Message, created bool, ptrs []Pointer, err error) {
 	err = s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		// The conversation lock orders concurrent sends, and concurrent
-		// retries of one message queue behind each other here.
-		c, members, err := s.lockMembership(ctx, tx, me, convID)
+		// retries of one message queue behind each other here. Membership
+		// can only change under this lock, so the member list read by the
+		// writes below is the one the lock protects.
+		lastSeq, err := s.lockConversation(ctx, tx, convID)
 		if err != nil {
 			return err
 		}
 		if clientMsgID != nil {
+			// A retry is answered with the stored message, to a member only.
+			if err := isMember(ctx, tx, me, convID); err != nil {
+				return err
+			}
 			existing, err := messageByClientID(ctx, tx, me, *clientMsgID)
 			if err == nil {
 				msg = existing
@@ -36,17 +42,21 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 		}
 		now := s.now()
 		m := &Message{
-			ID: newID(), ConversationID: convID, SenderID: me, Seq: c.LastSeq + 1,
+			ID: newID(), ConversationID: convID, SenderID: me, Seq: lastSeq + 1,
 			Body: body, ClientMsgID: clientMsgID, CreatedAt: now,
 		}
-		if err := s.storeMessage(ctx, tx, m); err != nil {
+		member, err := s.storeMessage(ctx, tx, m)
+		if err != nil {
 			if clientMsgID != nil && isUniqueViolation(err) {
 				// The same id was sent concurrently to another conversation.
 				return errRetryAsDuplicate
 			}
 			return err
 		}
-		ptrs, err = s.appendEvent(ctx, tx, members, EventMessageCreated, mustJSON(map[string]any{"message": m}))
+		if !member {
+			return ErrNotFound // rolls the writes back
+		}
+		ptrs, err = s.appendToMembers(ctx, tx, convID, EventMessageCreated, mustJSON(map[string]any{"message": m}))
 		if err != nil {
 			return err
 		}
@@ -65,26 +75,31 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 
 // storeMessage inserts m, makes it its conversation's last message, and
 // moves the sender's read marker to it (your own message is read by you).
+// It reports whether the sender is a member: only then has a marker moved.
 // On Postgres the three writes are one statement, one round trip.
-func (s *Store) storeMessage(ctx context.Context, tx bun.Tx, m *Message) error {
+func (s *Store) storeMessage(ctx context.Context, tx bun.Tx, m *Message) (member bool, err error) {
 	insert := tx.NewInsert().Model(m)
 	conv := tx.NewUpdate().Model((*Conversation)(nil)).
 		Set("last_seq = ?, last_message_id = ?, last_activity_at = ?", m.Seq, m.ID, m.CreatedAt).
 		Where("id = ?", m.ConversationID)
 	read := tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
 		Where("conversation_id = ? AND user_id = ?", m.ConversationID, m.SenderID)
-	if s.IsPostgres() {
-		_, err := read.With("m", insert).With("c", conv).Exec(ctx)
-		return err
+	if !s.IsPostgres() {
+		if _, err := insert.Exec(ctx); err != nil {
+			return false, err
+		}
+		if _, err := conv.Exec(ctx); err != nil {
+			return false, err
+		}
+	} else {
+		read = read.With("m", insert).With("c", conv)
 	}
-	if _, err := insert.Exec(ctx); err != nil {
-		return err
+	res, err := read.Exec(ctx)
+	if err != nil {
+		return false, err
 	}
-	if _, err := conv.Exec(ctx); err != nil {
-		return err
-	}
-	_, err := read.Exec(ctx)
-	return err
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 func messageByClientID(ctx context.Context, db bun.IDB, sender, clientMsgID string) (*Message, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/schema"
 )
 
 // Durable event types, as clients see them.
@@ -31,9 +32,10 @@ const (
 // reader has seen n, no smaller seq can appear later (DESIGN invariants 1-2).
 // On SQLite the immediate transaction already holds the only write lock.
 //
-// On Postgres the counters and the rows are written by one statement that
-// carries the ids as one array and the event data once: a message to a
-// group of a thousand is one round trip, not a thousand copies of its JSON.
+// On Postgres the counters and the rows are written by one statement (see
+// appendPG) that carries the ids as one array and the event data once: a
+// message to a group of a thousand is one round trip, not a thousand
+// copies of its JSON.
 func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, typ string, data []byte) ([]Pointer, error) {
 	if len(userIDs) == 0 {
 		return nil, nil
@@ -42,24 +44,15 @@ func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, ty
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 
-	now := s.now()
 	var ptrs []Pointer
 	if s.IsPostgres() {
-		var rows []Event
-		err := tx.NewRaw(`WITH l AS (SELECT user_id FROM streams WHERE user_id = ANY(?::text[]) ORDER BY user_id FOR UPDATE),
-			s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
-				RETURNING s.user_id, s.last_seq)
-			INSERT INTO events (user_id, seq, type, data, created_at)
-			SELECT user_id, last_seq, ?, ?, ?::timestamptz FROM s
-			RETURNING user_id, seq`, pgdialect.Array(ids), typ, string(data), now).Scan(ctx, &rows)
+		var err error
+		ptrs, err = s.appendPG(ctx, tx, bun.SafeQuery("user_id = ANY(?::text[])", pgdialect.Array(ids)), typ, data)
 		if err != nil {
-			return nil, fmt.Errorf("repository: append events: %w", err)
-		}
-		ptrs = make([]Pointer, len(rows))
-		for i, r := range rows {
-			ptrs[i] = Pointer{UserID: r.UserID, Seq: r.Seq, Type: typ, Data: data, CreatedAt: now}
+			return nil, err
 		}
 	} else {
+		now := s.now()
 		var rows []stream
 		err := tx.NewRaw(`UPDATE streams SET last_seq = last_seq + 1
 			WHERE user_id IN (?) RETURNING user_id, last_seq`, bun.List(ids)).Scan(ctx, &rows)
@@ -82,6 +75,43 @@ func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, ty
 		return nil, fmt.Errorf("repository: append events: %d of %d users have a stream", len(ptrs), len(ids))
 	}
 	return ptrs, nil
+}
+
+// appendPG appends one event to the streams of the users `which` selects,
+// in one statement: the counters are locked in user id order, advanced,
+// and the rows inserted with the data given once.
+func (s *Store) appendPG(ctx context.Context, tx bun.Tx, which schema.QueryAppender, typ string, data []byte) ([]Pointer, error) {
+	now := s.now()
+	var rows []Event
+	err := tx.NewRaw(`WITH l AS (SELECT user_id FROM streams WHERE ? ORDER BY user_id FOR UPDATE),
+		s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
+			RETURNING s.user_id, s.last_seq)
+		INSERT INTO events (user_id, seq, type, data, created_at)
+		SELECT user_id, last_seq, ?, ?, ?::timestamptz FROM s
+		RETURNING user_id, seq`, which, typ, string(data), now).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("repository: append events: %w", err)
+	}
+	ptrs := make([]Pointer, len(rows))
+	for i, r := range rows {
+		ptrs[i] = Pointer{UserID: r.UserID, Seq: r.Seq, Type: typ, Data: data, CreatedAt: now}
+	}
+	return ptrs, nil
+}
+
+// appendToMembers appends one event to the stream of every member of
+// convID. Call it under the conversation's lock, which is what keeps the
+// member list still. On Postgres the members are read by the appending
+// statement itself: no round trip of their own.
+func (s *Store) appendToMembers(ctx context.Context, tx bun.Tx, convID, typ string, data []byte) ([]Pointer, error) {
+	if s.IsPostgres() {
+		return s.appendPG(ctx, tx, bun.SafeQuery("user_id IN (SELECT user_id FROM members WHERE conversation_id = ?)", convID), typ, data)
+	}
+	var ids []string
+	if err := tx.NewSelect().Model((*Member)(nil)).Column("user_id").Where("conversation_id = ?", convID).Scan(ctx, &ids); err != nil {
+		return nil, err
+	}
+	return s.appendEvent(ctx, tx, ids, typ, data)
 }
 
 // StreamBounds returns the last seq of a user's stream and the lowest seq
