@@ -196,38 +196,28 @@ func sqlErrKind(err error) string {
 }
 
 // send is repository.SendMessage's transaction on Postgres, statement for
-// statement: lock the conversation, read its members, store the message
-// (insert, conversation's last message, sender's read marker: one
-// statement), append the event to every member's stream (one statement).
+// statement: lock the conversation (its last seq), store the message
+// (insert, conversation's last message, sender's read marker, which tells
+// membership: one statement), append the event to the streams of the
+// conversation's members (one statement).
 func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) error {
 	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-		var (
-			lastSeq                  int64
-			kind                     string
-			title, directKey, lastID *string
-			created, activity        time.Time
-		)
-		err := tx.QueryRow(ctx, `SELECT id, kind, title, direct_key, created_at, last_seq, last_message_id, last_activity_at
-			FROM conversations WHERE id = $1 FOR UPDATE`, c.id).Scan(new(string), &kind, &title, &directKey, &created, &lastSeq, &lastID, &activity)
-		if err != nil {
+		var lastSeq int64
+		if err := tx.QueryRow(ctx, "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE", c.id).Scan(&lastSeq); err != nil {
 			return err
-		}
-		rows, _ := tx.Query(ctx, "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id", c.id)
-		members, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(members, sender) {
-			return errors.New("not a member")
 		}
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		id, seq := uuid.Must(uuid.NewV7()).String(), lastSeq+1
-		if _, err := tx.Exec(ctx, `WITH m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
+		tag, err := tx.Exec(ctx, `WITH m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
 				VALUES ($1, $2, $3, $4, $5, NULL, $6)),
 			c AS (UPDATE conversations SET last_seq = $4, last_message_id = $1, last_activity_at = $6 WHERE id = $2)
 			UPDATE members SET read_seq = $4 WHERE conversation_id = $2 AND user_id = $3`,
-			id, c.id, sender, seq, body, now); err != nil {
+			id, c.id, sender, seq, body, now)
+		if err != nil {
 			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return errors.New("not a member")
 		}
 		data, err := json.Marshal(map[string]any{"message": map[string]any{
 			"id": id, "conversation_id": c.id, "sender_id": sender, "seq": seq, "body": body, "client_msg_id": nil, "created_at": now,
@@ -235,12 +225,13 @@ func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) err
 		if err != nil {
 			return err
 		}
-		rows, _ = tx.Query(ctx, `WITH l AS (SELECT user_id FROM streams WHERE user_id = ANY($1::text[]) ORDER BY user_id FOR UPDATE),
+		rows, _ := tx.Query(ctx, `WITH l AS (SELECT user_id FROM streams
+				WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = $1) ORDER BY user_id FOR UPDATE),
 			s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
 				RETURNING s.user_id, s.last_seq)
 			INSERT INTO events (user_id, seq, type, data, created_at)
 			SELECT user_id, last_seq, $2, $3, $4::timestamptz FROM s
-			RETURNING user_id, seq`, members, "message.created", string(data), now)
+			RETURNING user_id, seq`, c.id, "message.created", string(data), now)
 		type ptr struct {
 			User string
 			Seq  int64
@@ -249,8 +240,8 @@ func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) err
 		if err != nil {
 			return err
 		}
-		if len(ptrs) != len(members) {
-			return fmt.Errorf("%d of %d streams advanced", len(ptrs), len(members))
+		if len(ptrs) != len(c.members) {
+			return fmt.Errorf("%d of %d streams advanced", len(ptrs), len(c.members))
 		}
 		return nil
 	})
