@@ -70,9 +70,12 @@ psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/de
 start_confab -database-url "$pg_url"
 start_reference
 pg="-url http://$addr -setup $work/postgres-setup.json"
+# One group of 1,000 users (the default -max-group-members), N streams
+# spread over them; 10k streams alternate once to stay in the time budget.
 for n in 1000 5000 10000; do
-  label=postgres/fanout-$((n / 1000))k
-  run "$label" $pg -ref "http://$ref" -users 1000 -streams $n -writers 2 -rate 10 -duration 6s -rounds 2 \
+  label=postgres/fanout-$((n / 1000))k rounds=2
+  [ $n -eq 10000 ] && rounds=1
+  run "$label" $pg -ref "http://$ref" -users 1000 -streams $n -writers 2 -rate 10 -duration 5s -rounds $rounds \
     -profile-url "http://$pprof" -profile-out "$(profile "$label")"
 done
 # Idle memory is measured from freshly started servers.
@@ -84,19 +87,19 @@ for w in 4 16 32; do
   run postgres/writes-$w $pg -ref "sql:$pg_url" -users $((3 * w)) -group 3 -streams 0 -writers $w -rate 0 -duration 4s -rounds 2 \
     -profile-url "http://$pprof" -profile-out "$(profile postgres/writes-$w)"
 done
-run postgres/latency $pg -ref "http://$ref" -users 10 -streams 10 -writers 1 -rate 1 -duration 12s -rounds 2
-run postgres/longpoll $pg -ref sse -users 1000 -streams 0 -pollers 1000 -writers 2 -rate 10 -duration 6s -rounds 2 \
+run postgres/latency $pg -ref "http://$ref" -users 10 -streams 10 -writers 1 -rate 1 -duration 10s -rounds 2
+run postgres/longpoll $pg -ref sse -users 1000 -streams 0 -pollers 1000 -writers 2 -rate 10 -duration 5s -rounds 2 \
   -profile-url "http://$pprof" -profile-out "$(profile postgres/longpoll)"
 
 # --- SQLite ---------------------------------------------------------------
 start_confab -sqlite-path "$work/bench.db"
 start_reference
 sq="-url http://$addr -setup $work/sqlite-setup.json"
-run sqlite/latency $sq -ref "http://$ref" -users 10 -streams 10 -writers 1 -rate 1 -duration 12s -rounds 2
+run sqlite/latency $sq -ref "http://$ref" -users 10 -streams 10 -writers 1 -rate 1 -duration 10s -rounds 1
 for w in 4 32; do
   run sqlite/writes-$w $sq -users $((3 * w)) -group 3 -streams 0 -writers $w -rate 0 -duration 4s -rounds 2
 done
-run sqlite/fanout-1k $sq -ref "http://$ref" -users 1000 -streams 1000 -writers 2 -rate 10 -duration 6s -rounds 2 \
+run sqlite/fanout-1k $sq -ref "http://$ref" -users 1000 -streams 1000 -writers 2 -rate 10 -duration 5s -rounds 1 \
   -profile-url "http://$pprof" -profile-out "$(profile sqlite/fanout-1k)"
 cleanup
 confab_pid= ref_pid=
