@@ -80,11 +80,7 @@ func (s *Server) listConversations(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := make([]*repository.Conversation, len(convs))
-	for i := range convs {
-		out[i] = &convs[i]
-	}
-	c.JSON(http.StatusOK, gin.H{"conversations": out})
+	c.JSON(http.StatusOK, gin.H{"conversations": convs})
 }
 
 // getConversation returns one conversation of the caller.

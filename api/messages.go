@@ -6,7 +6,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/confab-chat/confab/repository"
 	"github.com/gin-gonic/gin"
 )
 
@@ -78,11 +77,7 @@ func (s *Server) listMessages(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := make([]*repository.Message, len(msgs))
-	for i := range msgs {
-		out[i] = &msgs[i]
-	}
-	c.JSON(http.StatusOK, gin.H{"messages": out, "has_more": more})
+	c.JSON(http.StatusOK, gin.H{"messages": msgs, "has_more": more})
 }
 
 // markRead moves the caller's read marker.

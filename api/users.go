@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/confab-chat/confab/repository"
 	"github.com/gin-gonic/gin"
 )
 
@@ -30,9 +29,5 @@ func (s *Server) searchUsers(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := make([]*repository.User, len(users))
-	for i := range users {
-		out[i] = &users[i]
-	}
-	c.JSON(http.StatusOK, gin.H{"users": out})
+	c.JSON(http.StatusOK, gin.H{"users": users})
 }

@@ -19,7 +19,7 @@ type messageJSON struct {
 }
 
 // MarshalJSON renders a message as API.md describes it.
-func (m *Message) MarshalJSON() ([]byte, error) {
+func (m Message) MarshalJSON() ([]byte, error) {
 	return json.Marshal(messageJSON{
 		ID: m.ID, ConversationID: m.ConversationID, SenderID: m.SenderID, Seq: m.Seq,
 		Body: m.Body, ClientMsgID: m.ClientMsgID, CreatedAt: m.CreatedAt.UTC(),
@@ -45,7 +45,7 @@ type conversationJSON struct {
 
 // MarshalJSON renders a conversation, as seen by the member it was loaded
 // for, as API.md describes it.
-func (c *Conversation) MarshalJSON() ([]byte, error) {
+func (c Conversation) MarshalJSON() ([]byte, error) {
 	members := make([]memberJSON, len(c.Members))
 	for i, m := range c.Members {
 		members[i] = memberJSON{UserID: m.UserID, Username: m.Username, DisplayName: m.DisplayName, JoinedAt: m.JoinedAt.UTC()}
@@ -64,7 +64,7 @@ type userJSON struct {
 }
 
 // MarshalJSON renders a user without its password hash.
-func (u *User) MarshalJSON() ([]byte, error) {
+func (u User) MarshalJSON() ([]byte, error) {
 	return json.Marshal(userJSON{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, CreatedAt: u.CreatedAt.UTC()})
 }
 
