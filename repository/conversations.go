@@ -206,11 +206,11 @@ func (s *Store) lockMembership(ctx context.Context, tx bun.Tx, me, convID string
 // and returns its last message seq; ErrNotFound when there is no such
 // conversation.
 func (s *Store) lockConversation(ctx context.Context, tx bun.Tx, convID string) (lastSeq int64, err error) {
-	q := "SELECT last_seq FROM conversations WHERE id = ?"
 	if s.IsPostgres() {
-		q += " FOR UPDATE"
+		err = tx.Tx.QueryRowContext(ctx, "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE", s.pgArgs(convID)...).Scan(&lastSeq)
+	} else {
+		err = tx.NewRaw("SELECT last_seq FROM conversations WHERE id = ?", convID).Scan(ctx, &lastSeq)
 	}
-	err = tx.NewRaw(q, convID).Scan(ctx, &lastSeq)
 	return lastSeq, notFound(err)
 }
 

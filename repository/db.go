@@ -25,6 +25,9 @@ type Store struct {
 	url string
 	// now is the clock; tests may replace it.
 	now func() time.Time
+	// prepare runs the hot statements as cached prepared statements (see
+	// pgArgs).
+	prepare bool
 }
 
 // Options configures Open.
@@ -67,6 +70,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// Postgres keeps microseconds; truncating here makes a time read back
 	// equal to the one written, on both stores.
 	s := &Store{db: db, url: opts.URL, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s.prepare = s.IsPostgres() && !strings.Contains(opts.URL, "default_query_exec_mode")
 	if err := s.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("repository: connect: %w", err)

@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 
 	"github.com/uptrace/bun"
@@ -76,25 +77,28 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 // storeMessage inserts m, makes it its conversation's last message, and
 // moves the sender's read marker to it (your own message is read by you).
 // It reports whether the sender is a member: only then has a marker moved.
-// On Postgres the three writes are one statement, one round trip.
+// On Postgres the three writes are one prepared statement, one round trip.
 func (s *Store) storeMessage(ctx context.Context, tx bun.Tx, m *Message) (member bool, err error) {
-	insert := tx.NewInsert().Model(m)
-	conv := tx.NewUpdate().Model((*Conversation)(nil)).
-		Set("last_seq = ?, last_message_id = ?, last_activity_at = ?", m.Seq, m.ID, m.CreatedAt).
-		Where("id = ?", m.ConversationID)
-	read := tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
-		Where("conversation_id = ? AND user_id = ?", m.ConversationID, m.SenderID)
-	if !s.IsPostgres() {
-		if _, err := insert.Exec(ctx); err != nil {
-			return false, err
-		}
-		if _, err := conv.Exec(ctx); err != nil {
-			return false, err
-		}
+	var res sql.Result
+	if s.IsPostgres() {
+		res, err = tx.Tx.ExecContext(ctx, `WITH m AS (
+				INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)),
+			c AS (UPDATE conversations SET last_seq = $4, last_message_id = $1, last_activity_at = $7 WHERE id = $2)
+			UPDATE members SET read_seq = $4 WHERE conversation_id = $2 AND user_id = $3`,
+			s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Seq, m.Body, m.ClientMsgID, m.CreatedAt)...)
 	} else {
-		read = read.With("m", insert).With("c", conv)
+		if _, err := tx.NewInsert().Model(m).Exec(ctx); err != nil {
+			return false, err
+		}
+		if _, err := tx.NewUpdate().Model((*Conversation)(nil)).
+			Set("last_seq = ?, last_message_id = ?, last_activity_at = ?", m.Seq, m.ID, m.CreatedAt).
+			Where("id = ?", m.ConversationID).Exec(ctx); err != nil {
+			return false, err
+		}
+		res, err = tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
+			Where("conversation_id = ? AND user_id = ?", m.ConversationID, m.SenderID).Exec(ctx)
 	}
-	res, err := read.Exec(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -36,6 +36,20 @@ func pgConfig(url, appName string) (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
+// pgArgs prepares the arguments of a hot statement: one written with $n
+// parameters (not through Bun, which writes its arguments into the text)
+// and run through database/sql, on Postgres only. pgx then keeps it as a
+// prepared statement per connection, so Postgres plans it once instead of
+// on every call: planning was 0.45 ms of a 1.1 ms send. A URL that sets
+// default_query_exec_mode, as a transaction pooler without prepared
+// statements needs, keeps that mode for these statements too.
+func (s *Store) pgArgs(args ...any) []any {
+	if !s.prepare {
+		return args
+	}
+	return append([]any{pgx.QueryExecModeCacheStatement}, args...)
+}
+
 // isUniqueViolation reports a unique constraint failure on either store.
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError

@@ -105,7 +105,32 @@ func (s *Store) appendPG(ctx context.Context, tx bun.Tx, which schema.QueryAppen
 // statement itself: no round trip of their own.
 func (s *Store) appendToMembers(ctx context.Context, tx bun.Tx, convID, typ string, data []byte) ([]Pointer, error) {
 	if s.IsPostgres() {
-		return s.appendPG(ctx, tx, bun.SafeQuery("user_id IN (SELECT user_id FROM members WHERE conversation_id = ?)", convID), typ, data)
+		// appendPG's statement for members, prepared (see pgArgs): this is
+		// every message's.
+		now := s.now()
+		rows, err := tx.Tx.QueryContext(ctx, `WITH l AS (SELECT user_id FROM streams
+				WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = $1) ORDER BY user_id FOR UPDATE),
+			s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
+				RETURNING s.user_id, s.last_seq)
+			INSERT INTO events (user_id, seq, type, data, created_at)
+			SELECT user_id, last_seq, $2::text, $3::text, $4::timestamptz FROM s
+			RETURNING user_id, seq`, s.pgArgs(convID, typ, string(data), now)...)
+		if err != nil {
+			return nil, fmt.Errorf("repository: append events: %w", err)
+		}
+		defer rows.Close()
+		var ptrs []Pointer
+		for rows.Next() {
+			p := Pointer{Type: typ, Data: data, CreatedAt: now}
+			if err := rows.Scan(&p.UserID, &p.Seq); err != nil {
+				return nil, err
+			}
+			ptrs = append(ptrs, p)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("repository: append events: %w", err)
+		}
+		return ptrs, nil
 	}
 	var ids []string
 	if err := tx.NewSelect().Model((*Member)(nil)).Column("user_id").Where("conversation_id = ?", convID).Scan(ctx, &ids); err != nil {
@@ -122,8 +147,14 @@ func (s *Store) StreamBounds(ctx context.Context, userID string) (first, last in
 		LastSeq int64  `bun:"last_seq"`
 		MinSeq  *int64 `bun:"min_seq"`
 	}
-	err = s.db.NewRaw(`SELECT s.last_seq, (SELECT MIN(e.seq) FROM events AS e WHERE e.user_id = s.user_id) AS min_seq
-		FROM streams AS s WHERE s.user_id = ?`, userID).Scan(ctx, &row)
+	if s.IsPostgres() {
+		// Every stream and every long-poll asks: prepared (see pgArgs).
+		err = s.db.DB.QueryRowContext(ctx, `SELECT s.last_seq, (SELECT MIN(e.seq) FROM events AS e WHERE e.user_id = s.user_id)
+			FROM streams AS s WHERE s.user_id = $1`, s.pgArgs(userID)...).Scan(&row.LastSeq, &row.MinSeq)
+	} else {
+		err = s.db.NewRaw(`SELECT s.last_seq, (SELECT MIN(e.seq) FROM events AS e WHERE e.user_id = s.user_id) AS min_seq
+			FROM streams AS s WHERE s.user_id = ?`, userID).Scan(ctx, &row)
+	}
 	if err != nil {
 		return 0, 0, notFound(err)
 	}
