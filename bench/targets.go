@@ -72,9 +72,9 @@ func judge(reps []*Report) []verdict {
 		c := r.Confab
 		switch {
 		case strings.HasPrefix(name, "fanout") && r.Reference != nil:
-			add(r.Label, "delivery p50 ≤ 1.1× reference", fmt.Sprintf("%.2f× (%.1f vs %.1f ms)", ratio(r, "delivery_p50"), c.Delivery.P50, r.Reference.Delivery.P50), ratio(r, "delivery_p50") <= 1.1)
-			add(r.Label, "delivery p99 ≤ 1.3× reference", fmt.Sprintf("%.2f× (%.1f vs %.1f ms)", ratio(r, "delivery_p99"), c.Delivery.P99, r.Reference.Delivery.P99), ratio(r, "delivery_p99") <= 1.3)
-			add(r.Label, "server CPU per delivery ≤ 1.25× reference", fmt.Sprintf("%.2f× (%.1f vs %.1f µs)", ratio(r, "cpu_per_delivery"), c.CPUPerDeliveryUS, r.Reference.CPUPerDeliveryUS), ratio(r, "cpu_per_delivery") <= 1.25)
+			add(r.Label, "delivery p50 ≤ 1.1× reference", fmt.Sprintf("%.3f× (%.1f vs %.1f ms)", ratio(r, "delivery_p50"), c.Delivery.P50, r.Reference.Delivery.P50), ratio(r, "delivery_p50") <= 1.1)
+			add(r.Label, "delivery p99 ≤ 1.3× reference", fmt.Sprintf("%.3f× (%.1f vs %.1f ms)", ratio(r, "delivery_p99"), c.Delivery.P99, r.Reference.Delivery.P99), ratio(r, "delivery_p99") <= 1.3)
+			add(r.Label, "server CPU per delivery ≤ 1.25× reference", fmt.Sprintf("%.3f× (%.1f vs %.1f µs)", ratio(r, "cpu_per_delivery"), c.CPUPerDeliveryUS, r.Reference.CPUPerDeliveryUS), ratio(r, "cpu_per_delivery") <= 1.25)
 		case strings.HasPrefix(name, "idle"):
 			m := fmt.Sprintf("%.1f KB", c.RSSPerRecipientKB)
 			if r.Reference != nil {
@@ -84,20 +84,20 @@ func judge(reps []*Report) []verdict {
 		case strings.HasPrefix(name, "writes"):
 			add(r.Label, "≥ 5,000 messages/s", fmt.Sprintf("%.0f/s", c.WritesPerS), c.WritesPerS >= 5000)
 			if r.Reference != nil {
-				add(r.Label, "≥ 0.6× the same SQL without HTTP", fmt.Sprintf("%.2f× (%.0f vs %.0f/s)", ratio(r, "writes_per_s"), c.WritesPerS, r.Reference.WritesPerS), ratio(r, "writes_per_s") >= 0.6)
+				add(r.Label, "≥ 0.6× the same SQL without HTTP", fmt.Sprintf("%.3f× (%.0f vs %.0f/s)", ratio(r, "writes_per_s"), c.WritesPerS, r.Reference.WritesPerS), ratio(r, "writes_per_s") >= 0.6)
 			}
 			if name == "writes-32" {
 				store, _, _ := strings.Cut(r.Label, "/")
 				if w4 := byLabel[store+"/writes-4"]; w4 != nil && w4.Confab.WritesPerS > 0 {
 					v := c.WritesPerS / w4.Confab.WritesPerS
-					add(r.Label, "32 writers ≥ 0.9× of 4", fmt.Sprintf("%.2f× (%.0f vs %.0f/s)", v, c.WritesPerS, w4.Confab.WritesPerS), v >= 0.9)
+					add(r.Label, "32 writers ≥ 0.9× of 4", fmt.Sprintf("%.3f× (%.0f vs %.0f/s)", v, c.WritesPerS, w4.Confab.WritesPerS), v >= 0.9)
 				}
 			}
 		case strings.HasPrefix(name, "latency"):
 			add(r.Label, "POST → frame p50 ≤ 2 ms", fmt.Sprintf("%.2f ms", c.Delivery.P50), c.Delivery.P50 <= 2)
 			add(r.Label, "POST → frame p99 ≤ 10 ms", fmt.Sprintf("%.2f ms", c.Delivery.P99), c.Delivery.P99 <= 10)
 		case strings.HasPrefix(name, "longpoll") && r.Reference != nil:
-			add(r.Label, "long-poll p50 ≤ 1.5× SSE's", fmt.Sprintf("%.2f× (%.1f vs %.1f ms)", ratio(r, "delivery_p50"), c.Delivery.P50, r.Reference.Delivery.P50), ratio(r, "delivery_p50") <= 1.5)
+			add(r.Label, "long-poll p50 ≤ 1.5× SSE's", fmt.Sprintf("%.3f× (%.1f vs %.1f ms)", ratio(r, "delivery_p50"), c.Delivery.P50, r.Reference.Delivery.P50), ratio(r, "delivery_p50") <= 1.5)
 		}
 		for _, res := range r.columns() {
 			add(r.Label, res.Target+": 0 lost, 0 duplicated", fmt.Sprintf("%d lost, %d duplicated", res.Lost, res.Duplicated), res.Lost == 0 && res.Duplicated == 0)

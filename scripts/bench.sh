@@ -95,7 +95,7 @@ run postgres/longpoll $pg -ref sse -users 1000 -streams 0 -pollers 1000 -writers
 start_confab -sqlite-path "$work/bench.db"
 start_reference
 sq="-url http://$addr -setup $work/sqlite-setup.json"
-run sqlite/latency $sq -ref "http://$ref" -users 10 -streams 10 -writers 1 -rate 1 -duration 10s -rounds 1
+run sqlite/latency $sq -ref "http://$ref" -users 10 -streams 10 -writers 1 -rate 1 -duration 10s -rounds 2
 for w in 4 32; do
   run sqlite/writes-$w $sq -users $((3 * w)) -group 3 -streams 0 -writers $w -rate 0 -duration 4s -rounds 2
 done
