@@ -152,7 +152,8 @@ confab bench run -url http://127.0.0.1:18480 -ref http://127.0.0.1:18481 -users 
 confab bench sql -database-url postgres://... -writers 4     # the send's SQL alone
 \`\`\`
 
-The exact command of every scenario is under its table below.
+The exact command of every scenario is under its table below (`$WORK` is
+the temporary directory scripts/bench.sh works in).
 
 HEAD
   "$bin" bench report "${runs[@]}"
@@ -160,6 +161,9 @@ HEAD
   printf '\n## Profiles\n\nCPU profiles of the first confab round of each scenario (the writers'"'"' span), heap for idle.\n\n'
   for s in postgres/fanout-10k postgres/writes-32 postgres/longpoll postgres/idle-10k; do profile_top "$s"; done
 } >"$out.tmp"
+# The commands name the script's temporary directory as $WORK: the report
+# speaks of the product, not of the machine it ran on.
+sed -i "s|$work|\$WORK|g" "$out.tmp"
 mv "$out.tmp" "$out"
 rm -rf "$work"
 say "done"
