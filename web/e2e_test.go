@@ -180,22 +180,10 @@ func TestReload(t *testing.T) {
 func TestServerRestart(t *testing.T) {
 	e2e(t)
 	srv := startServer(t)
-	alice := srv.register(t, "alice", "Alice Martin")
-	bob := srv.register(t, "bob", "Bob Stone")
-	conv := srv.direct(t, alice, bob)
-	srv.send(t, alice, conv, "before the restart")
-
-	browser := newBrowser(t)
-	a := newTab(t, newProfile(t, browser), "alice")
-	b := newTab(t, newProfile(t, browser), "bob")
-	for _, x := range []struct {
-		tab *tab
-		u   *user
-	}{{a, alice}, {b, bob}} {
-		x.tab.open(srv.URL + "/#c=" + conv)
-		x.tab.login(x.u)
-		x.tab.waitStatus("live", 10*time.Second)
-		x.tab.waitFor("the history", jsShows("before the restart"), 10*time.Second)
+	_, bob, conv, a, b := signedInPair(t, srv, srv.URL, "before the restart")
+	for _, x := range []*tab{a, b} {
+		x.waitStatus("live", 10*time.Second)
+		x.waitFor("the history", jsShows("before the restart"), 10*time.Second)
 	}
 
 	srv.kill()
@@ -227,4 +215,26 @@ func TestServerRestart(t *testing.T) {
 		x.checkMessages(want...)
 		x.checkReceived()
 	}
+}
+
+// signedInPair registers alice and bob with a direct conversation holding
+// first, and signs each in, in a browser profile of their own, on the page
+// at base with the conversation open.
+func signedInPair(t *testing.T, srv *server, base, first string) (alice, bob *user, conv string, a, b *tab) {
+	t.Helper()
+	alice = srv.register(t, "alice", "Alice Martin")
+	bob = srv.register(t, "bob", "Bob Stone")
+	conv = srv.direct(t, alice, bob)
+	srv.send(t, alice, conv, first)
+	browser := newBrowser(t)
+	a = newTab(t, newProfile(t, browser), "alice")
+	b = newTab(t, newProfile(t, browser), "bob")
+	for _, x := range []struct {
+		tab *tab
+		u   *user
+	}{{a, alice}, {b, bob}} {
+		x.tab.open(base + "/#c=" + conv)
+		x.tab.login(x.u)
+	}
+	return alice, bob, conv, a, b
 }

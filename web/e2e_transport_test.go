@@ -65,21 +65,7 @@ func TestRestrictiveProxy(t *testing.T) {
 	e2e(t)
 	srv := startServer(t, "-typing-ttl", "2s")
 	proxy := bufferingProxy(t, srv.URL)
-	alice := srv.register(t, "alice", "Alice Martin")
-	bob := srv.register(t, "bob", "Bob Stone")
-	conv := srv.direct(t, alice, bob)
-	srv.send(t, alice, conv, "Are you on the hotel wifi again?")
-
-	browser := newBrowser(t)
-	a := newTab(t, newProfile(t, browser), "alice")
-	b := newTab(t, newProfile(t, browser), "bob")
-	for _, x := range []struct {
-		tab *tab
-		u   *user
-	}{{a, alice}, {b, bob}} {
-		x.tab.open(proxy.URL + "/#c=" + conv)
-		x.tab.login(x.u)
-	}
+	alice, _, _, a, b := signedInPair(t, srv, proxy.URL, "Are you on the hotel wifi again?")
 	for _, x := range []*tab{a, b} {
 		x.waitFor("the amber Long-poll pill", `document.querySelector('#status').dataset.status === 'longpoll' && `+
 			`document.querySelector('#status .status-text').textContent === 'Long-poll' && confabDebug.transport === 'longpoll'`, 20*time.Second)
