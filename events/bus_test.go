@@ -114,3 +114,14 @@ func TestTypingTable(t *testing.T) {
 		t.Fatalf("stop: was %v to %v", was, prevTo)
 	}
 }
+
+// jsonStringLen must agree with encoding/json, or a split payload could
+// pass the NOTIFY limit.
+func TestJSONStringLen(t *testing.T) {
+	for _, s := range []string{"", "plain-id", `quote"`, `back\slash`, "<&>", "tab\t", "é", "\u2028", "\xff"} {
+		b, _ := json.Marshal(s)
+		if got := jsonStringLen(s); got != len(b) {
+			t.Errorf("%q: %d, encoding/json %d", s, got, len(b))
+		}
+	}
+}
