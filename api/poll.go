@@ -12,6 +12,10 @@ import (
 
 const maxPollTimeout = 60
 
+// maxPollBatch bounds the events one poll answer waits for; the client
+// polls again from the returned cursor for the rest.
+const maxPollBatch = 500
+
 type pollEvent struct {
 	Seq  int64           `json:"seq"`
 	Type string          `json:"type"`
@@ -61,7 +65,7 @@ func (s *Server) poll(c *gin.Context) {
 			// whatever the timeout.
 			wait = max(wait, 10*time.Second)
 		}
-		out.Events, out.Cursor = s.wait(c, start, wait, start < last)
+		out.Events, out.Cursor = s.wait(c, start, wait, last)
 	}
 	if out.Typing, err = s.broker.TypingFor(ctx, uid); err != nil {
 		s.fail(c, err)
@@ -76,9 +80,9 @@ func (s *Server) poll(c *gin.Context) {
 
 // wait collects the events after cursor, waiting up to timeout for the
 // first one; it shares the hub's subscription path with the SSE stream.
-// pending says events after the cursor exist: a typing change must not
-// answer before them.
-func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration, pending bool) ([]pollEvent, int64) {
+// head is the stream's last seq when the poll began: events up to it exist,
+// so the answer waits for them (a typing change does not answer first).
+func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration, head int64) ([]pollEvent, int64) {
 	sub := s.broker.Subscribe(userID(c), cursor)
 	defer sub.Close()
 	open := s.broker.Metrics.Open.WithLabelValues(events.TransportLongPoll)
@@ -95,7 +99,7 @@ func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration, pendi
 				continue // not part of the poll answer
 			}
 			if ev.Type == events.TypeTyping {
-				if pending {
+				if cursor < head {
 					continue // events are on their way; the answer will carry typing too
 				}
 				return out, cursor // the answer carries the typing state
@@ -104,6 +108,16 @@ func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration, pendi
 				out = append(out, pollEvent{Seq: ev.Seq, Type: ev.Type, Data: ev.Data})
 				cursor = ev.Seq
 				s.observe(ev, delivered)
+				// Everything up to the head known when the poll began is
+				// committed: wait for it (the hub may hand it over in more
+				// than one batch), then take whatever else is queued.
+				if cursor < head && len(out) < maxPollBatch {
+					var ok bool
+					if ev, ok = nextDurable(c, sub, timer); ok {
+						continue
+					}
+					return out, cursor
+				}
 				select {
 				case ev = <-sub.Events():
 					if ev.Seq > 0 {
@@ -119,6 +133,25 @@ func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration, pendi
 			return out, cursor
 		case <-c.Request.Context().Done():
 			return out, cursor
+		}
+	}
+}
+
+// nextDurable waits for the subscription's next durable event, skipping
+// ephemeral ones, until the timer, the subscription or the request ends.
+func nextDurable(c *gin.Context, sub *events.Subscription, timer *time.Timer) (*events.Event, bool) {
+	for {
+		select {
+		case ev := <-sub.Events():
+			if ev.Seq > 0 {
+				return ev, true
+			}
+		case <-timer.C:
+			return nil, false
+		case <-sub.Done():
+			return nil, false
+		case <-c.Request.Context().Done():
+			return nil, false
 		}
 	}
 }
