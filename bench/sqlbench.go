@@ -229,9 +229,9 @@ func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) err
 				WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = $1) ORDER BY user_id FOR UPDATE),
 			s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
 				RETURNING s.user_id, s.last_seq)
-			INSERT INTO events (user_id, seq, type, data, created_at)
-			SELECT user_id, last_seq, $2, $3, $4::timestamptz FROM s
-			RETURNING user_id, seq`, c.id, "message.created", string(data), now)
+			INSERT INTO events (user_id, seq, type, data, data_id, created_at)
+			SELECT user_id, last_seq, $2, $3, $5::text, $4::timestamptz FROM s
+			RETURNING user_id, seq`, c.id, "message.created", string(data), now, nil)
 		type ptr struct {
 			User string
 			Seq  int64

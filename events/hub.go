@@ -328,7 +328,7 @@ func (h *Hub) dispatch(ctx context.Context) {
 	}
 	byUser := map[string][]*Event{}
 	for _, r := range rows {
-		byUser[r.UserID] = append(byUser[r.UserID], &Event{Seq: r.Seq, Type: r.Type, Data: json.RawMessage(r.Data), At: r.CreatedAt})
+		byUser[r.UserID] = append(byUser[r.UserID], &Event{Seq: r.Seq, Type: r.Type, Data: r.RawData(), At: r.CreatedAt})
 	}
 	more := false
 	h.mu.Lock()

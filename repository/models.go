@@ -100,11 +100,28 @@ type Message struct {
 type Event struct {
 	bun.BaseModel `bun:"table:events"`
 
-	UserID    string    `bun:"user_id,pk"`
-	Seq       int64     `bun:"seq,pk"`
-	Type      string    `bun:"type"`
-	Data      string    `bun:"data"`
+	UserID string `bun:"user_id,pk"`
+	Seq    int64  `bun:"seq,pk"`
+	Type   string `bun:"type"`
+	Data   string `bun:"data"`
+	// DataID points at event_data when the data is shared by the rows of
+	// one append (see sharedDataMin); Data is then empty in the table and
+	// filled in by the read.
+	DataID    *string   `bun:"data_id"`
 	CreatedAt time.Time `bun:"created_at"`
+
+	// shared is the data of a shared row, one slice for every row read
+	// with it: ten thousand rows of one conversation.created hold one copy.
+	shared []byte
+}
+
+// RawData returns the event's data as bytes; rows that share their data
+// share the slice too, so read it, never write.
+func (e *Event) RawData() []byte {
+	if e.shared != nil {
+		return e.shared
+	}
+	return []byte(e.Data)
 }
 
 // Pointer names one appended event: the doorbell the fan-out rings. The

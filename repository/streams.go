@@ -11,7 +11,6 @@ import (
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
-	"github.com/uptrace/bun/schema"
 )
 
 // Durable event types, as clients see them.
@@ -47,14 +46,18 @@ func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, ty
 	var ptrs []Pointer
 	if s.IsPostgres() {
 		var err error
-		ptrs, err = s.appendPG(ctx, tx, bun.SafeQuery("user_id = ANY(?::text[])", pgdialect.Array(ids)), typ, data)
+		ptrs, err = s.appendPG(ctx, tx, ids, typ, data)
 		if err != nil {
 			return nil, err
 		}
 	} else {
 		now := s.now()
+		inline, dataID, err := s.shareData(ctx, tx, len(ids), data, now)
+		if err != nil {
+			return nil, err
+		}
 		var rows []stream
-		err := tx.NewRaw(`UPDATE streams SET last_seq = last_seq + 1
+		err = tx.NewRaw(`UPDATE streams SET last_seq = last_seq + 1
 			WHERE user_id IN (?) RETURNING user_id, last_seq`, bun.List(ids)).Scan(ctx, &rows)
 		if err != nil {
 			return nil, fmt.Errorf("repository: advance streams: %w", err)
@@ -62,7 +65,7 @@ func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, ty
 		events := make([]Event, len(rows))
 		ptrs = make([]Pointer, len(rows))
 		for i, r := range rows {
-			events[i] = Event{UserID: r.UserID, Seq: r.LastSeq, Type: typ, Data: string(data), CreatedAt: now}
+			events[i] = Event{UserID: r.UserID, Seq: r.LastSeq, Type: typ, Data: inline, DataID: dataID, CreatedAt: now}
 			ptrs[i] = Pointer{UserID: r.UserID, Seq: r.LastSeq, Type: typ, Data: data, CreatedAt: now}
 		}
 		if len(events) > 0 {
@@ -77,18 +80,22 @@ func (s *Store) appendEvent(ctx context.Context, tx bun.Tx, userIDs []string, ty
 	return ptrs, nil
 }
 
-// appendPG appends one event to the streams of the users `which` selects,
-// in one statement: the counters are locked in user id order, advanced,
-// and the rows inserted with the data given once.
-func (s *Store) appendPG(ctx context.Context, tx bun.Tx, which schema.QueryAppender, typ string, data []byte) ([]Pointer, error) {
+// appendPG appends one event to the streams of ids in one statement: the
+// counters are locked in user id order, advanced, and the rows inserted
+// with the data given once.
+func (s *Store) appendPG(ctx context.Context, tx bun.Tx, ids []string, typ string, data []byte) ([]Pointer, error) {
 	now := s.now()
+	inline, dataID, err := s.shareData(ctx, tx, len(ids), data, now)
+	if err != nil {
+		return nil, err
+	}
 	var rows []Event
-	err := tx.NewRaw(`WITH l AS (SELECT user_id FROM streams WHERE ? ORDER BY user_id FOR UPDATE),
+	err = tx.NewRaw(`WITH l AS (SELECT user_id FROM streams WHERE user_id = ANY(?::text[]) ORDER BY user_id FOR UPDATE),
 		s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
 			RETURNING s.user_id, s.last_seq)
-		INSERT INTO events (user_id, seq, type, data, created_at)
-		SELECT user_id, last_seq, ?, ?, ?::timestamptz FROM s
-		RETURNING user_id, seq`, which, typ, string(data), now).Scan(ctx, &rows)
+		INSERT INTO events (user_id, seq, type, data, data_id, created_at)
+		SELECT user_id, last_seq, ?, ?, ?, ?::timestamptz FROM s
+		RETURNING user_id, seq`, pgdialect.Array(ids), typ, inline, dataID, now).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("repository: append events: %w", err)
 	}
@@ -99,6 +106,79 @@ func (s *Store) appendPG(ctx context.Context, tx bun.Tx, which schema.QueryAppen
 	return ptrs, nil
 }
 
+// sharedDataMin is the size from which the data of an event appended to
+// more than one stream is stored once, in event_data, with every row
+// pointing at it: below it, a row and an index entry cost more than the
+// copies they save.
+const sharedDataMin = 1024
+
+// eventData is a row of event_data: data shared by the rows of one append.
+type eventData struct {
+	bun.BaseModel `bun:"table:event_data"`
+
+	ID        string    `bun:"id,pk"`
+	Data      string    `bun:"data"`
+	CreatedAt time.Time `bun:"created_at"`
+}
+
+// shareData decides how the rows of one append to n streams carry data:
+// inline (the data, no id) or, when it is big enough to be worth sharing,
+// stored once in event_data (empty data and the shared row's id). n < 0
+// means "many, count unknown".
+func (s *Store) shareData(ctx context.Context, tx bun.Tx, n int, data []byte, now time.Time) (inline string, id *string, err error) {
+	if len(data) < sharedDataMin || n == 1 {
+		return string(data), nil, nil
+	}
+	row := &eventData{ID: newID(), Data: string(data), CreatedAt: now}
+	if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+		return "", nil, fmt.Errorf("repository: store shared event data: %w", err)
+	}
+	return "", &row.ID, nil
+}
+
+// resolveShared fills in the data of rows that point at event_data, with
+// one query for all of them and one copy of each shared datum.
+func (s *Store) resolveShared(ctx context.Context, events []Event) error {
+	var ids []string
+	for _, e := range events {
+		if e.DataID != nil {
+			ids = append(ids, *e.DataID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var rows []eventData
+	if err := s.db.NewSelect().Model(&rows).Where("id IN (?)", bun.List(ids)).Scan(ctx); err != nil {
+		return fmt.Errorf("repository: read shared event data: %w", err)
+	}
+	byID := make(map[string]*eventData, len(rows))
+	for i := range rows {
+		byID[rows[i].ID] = &rows[i]
+	}
+	shared := make(map[string][]byte, len(rows))
+	for i := range events {
+		e := &events[i]
+		if e.DataID == nil {
+			continue
+		}
+		d, ok := byID[*e.DataID]
+		if !ok {
+			// Pruning deletes shared data only when no row points at it.
+			return fmt.Errorf("repository: event %s/%d: shared data %s is missing", e.UserID, e.Seq, *e.DataID)
+		}
+		b, ok := shared[d.ID]
+		if !ok {
+			b = []byte(d.Data)
+			shared[d.ID] = b
+		}
+		e.Data, e.shared = d.Data, b
+	}
+	return nil
+}
+
 // appendToMembers appends one event to the stream of every member of
 // convID. Call it under the conversation's lock, which is what keeps the
 // member list still. On Postgres the members are read by the appending
@@ -106,15 +186,20 @@ func (s *Store) appendPG(ctx context.Context, tx bun.Tx, which schema.QueryAppen
 func (s *Store) appendToMembers(ctx context.Context, tx bun.Tx, convID, typ string, data []byte) ([]Pointer, error) {
 	if s.IsPostgres() {
 		// appendPG's statement for members, prepared (see pgArgs): this is
-		// every message's.
+		// every message's. The member count is not known before it runs:
+		// data big enough is shared whatever the count.
 		now := s.now()
+		inline, dataID, err := s.shareData(ctx, tx, -1, data, now)
+		if err != nil {
+			return nil, err
+		}
 		rows, err := tx.Tx.QueryContext(ctx, `WITH l AS (SELECT user_id FROM streams
 				WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = $1) ORDER BY user_id FOR UPDATE),
 			s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
 				RETURNING s.user_id, s.last_seq)
-			INSERT INTO events (user_id, seq, type, data, created_at)
-			SELECT user_id, last_seq, $2::text, $3::text, $4::timestamptz FROM s
-			RETURNING user_id, seq`, s.pgArgs(convID, typ, string(data), now)...)
+			INSERT INTO events (user_id, seq, type, data, data_id, created_at)
+			SELECT user_id, last_seq, $2::text, $3::text, $5::text, $4::timestamptz FROM s
+			RETURNING user_id, seq`, s.pgArgs(convID, typ, inline, now, dataID)...)
 		if err != nil {
 			return nil, fmt.Errorf("repository: append events: %w", err)
 		}
@@ -188,7 +273,10 @@ func (s *Store) EventsAfter(ctx context.Context, userID string, after int64, lim
 	err := s.db.NewSelect().Model(&events).
 		Where("user_id = ? AND seq > ?", userID, after).
 		Order("seq").Limit(int64(limit)).Scan(ctx)
-	return events, err
+	if err != nil {
+		return nil, err
+	}
+	return events, s.resolveShared(ctx, events)
 }
 
 // Cursor is a position in a user's stream: the events after it are wanted.
@@ -218,6 +306,9 @@ func (s *Store) EventsAfterCursors(ctx context.Context, cursors []Cursor, limit 
 			return nil, err
 		}
 		out = append(out, events...)
+	}
+	if err := s.resolveShared(ctx, out); err != nil {
+		return nil, err
 	}
 	if len(cursors) > cursorsPerQuery {
 		// Windows of one user may have come from different chunks.
@@ -254,7 +345,7 @@ func (s *Store) eventsAfterLateral(ctx context.Context, cursors []Cursor, limit 
 		users[i], afters[i] = c.UserID, c.After
 	}
 	var events []Event
-	err := s.db.NewRaw(`SELECT e.user_id, e.seq, e.type, e.data, e.created_at
+	err := s.db.NewRaw(`SELECT e.user_id, e.seq, e.type, e.data, e.data_id, e.created_at
 		FROM unnest(?::text[], ?::bigint[]) AS c(user_id, after)
 		CROSS JOIN LATERAL (SELECT * FROM events
 			WHERE user_id = c.user_id AND seq > c.after AND seq <= c.after + ?
@@ -280,7 +371,18 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int64, error
 	if err != nil {
 		return 0, err
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	// Shared data goes with the last row that points at it. Rows appended
+	// with it commit in the same transaction, so no reader can be left
+	// pointing at a deleted datum.
+	if _, err := s.db.NewRaw(`DELETE FROM event_data WHERE created_at < ?
+		AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.data_id = event_data.id)`, before).Exec(ctx); err != nil {
+		return n, fmt.Errorf("repository: prune shared event data: %w", err)
+	}
+	return n, nil
 }
 
 // Notify sends payloads on a Postgres channel in one statement. It is a
