@@ -83,6 +83,9 @@ func (s *Store) startConversation(ctx context.Context, tx bun.Tx, me string, c *
 	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
 		return nil, nil, err
 	}
+	if err := countMembers(ctx, tx, c.ID, len(members)); err != nil {
+		return nil, nil, err
+	}
 	conv, err := loadConversation(ctx, tx, me, c.ID)
 	if err != nil {
 		return nil, nil, err
@@ -243,6 +246,9 @@ func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMem
 			if err := touch(ctx, tx, convID, now); err != nil {
 				return err
 			}
+			if err := countMembers(ctx, tx, convID, len(members)+1); err != nil {
+				return err
+			}
 			data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID})
 			if ptrs, err = s.appendEvent(ctx, tx, append(members, userID), EventMemberJoined, data); err != nil {
 				return err
@@ -276,6 +282,9 @@ func (s *Store) RemoveMember(ctx context.Context, me, convID, userID string) ([]
 		if err := touch(ctx, tx, convID, s.now()); err != nil {
 			return err
 		}
+		if err := countMembers(ctx, tx, convID, len(members)-1); err != nil {
+			return err
+		}
 		data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID})
 		ptrs, err = s.appendEvent(ctx, tx, members, EventMemberLeft, data)
 		return err
@@ -288,12 +297,21 @@ func touch(ctx context.Context, tx bun.Tx, convID string, now any) error {
 	return err
 }
 
-// CoMembers returns the ids of users who share a conversation with userID.
+// countMembers records a conversation's member count; the caller holds its
+// membership lock.
+func countMembers(ctx context.Context, tx bun.Tx, convID string, n int) error {
+	_, err := tx.NewUpdate().Model((*Conversation)(nil)).Set("member_count = ?", n).Where("id = ?", convID).Exec(ctx)
+	return err
+}
+
+// CoMembers returns the ids of the users userID shares presence with: those
+// who share a conversation of at most PresenceMaxMembers members with them.
 func (s *Store) CoMembers(ctx context.Context, userID string) ([]string, error) {
 	var ids []string
 	err := s.db.NewRaw(`SELECT DISTINCT o.user_id FROM members AS m
+		JOIN conversations AS c ON c.id = m.conversation_id AND c.member_count <= ?
 		JOIN members AS o ON o.conversation_id = m.conversation_id
-		WHERE m.user_id = ? AND o.user_id <> ?`, userID, userID).Scan(ctx, &ids)
+		WHERE m.user_id = ? AND o.user_id <> ?`, s.presenceMaxMembers, userID, userID).Scan(ctx, &ids)
 	return ids, err
 }
 

@@ -3,6 +3,7 @@
 package repository
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -28,6 +29,8 @@ type Store struct {
 	// prepare runs the hot statements as cached prepared statements (see
 	// pgArgs).
 	prepare bool
+	// presenceMaxMembers: see Options.PresenceMaxMembers.
+	presenceMaxMembers int
 }
 
 // Options configures Open.
@@ -38,7 +41,19 @@ type Options struct {
 	SQLitePath string
 	// MaxOpenConns bounds the Postgres pool (0: a default).
 	MaxOpenConns int
+	// PresenceMaxMembers bounds the conversations presence is shared
+	// through (0: DefaultPresenceMaxMembers). Every member of a group
+	// learns when any other comes or goes, so a group's presence costs
+	// the square of its size: ten thousand members reconnecting after a
+	// deploy would be a hundred million frames. Members of bigger groups
+	// still see each other online through any smaller conversation they
+	// share.
+	PresenceMaxMembers int
 }
+
+// DefaultPresenceMaxMembers is the largest conversation presence is shared
+// through by default: a team's channel, not a broadcast audience.
+const DefaultPresenceMaxMembers = 250
 
 // Open connects to the store Options describe. It does not migrate.
 func Open(ctx context.Context, opts Options) (*Store, error) {
@@ -71,6 +86,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// equal to the one written, on both stores.
 	s := &Store{db: db, url: opts.URL, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	s.prepare = s.IsPostgres() && !strings.Contains(opts.URL, "default_query_exec_mode")
+	s.presenceMaxMembers = cmp.Or(opts.PresenceMaxMembers, DefaultPresenceMaxMembers)
 	if err := s.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("repository: connect: %w", err)

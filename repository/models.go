@@ -54,6 +54,8 @@ type Conversation struct {
 	LastSeq        int64     `bun:"last_seq"`
 	LastMessageID  *string   `bun:"last_message_id"`
 	LastActivityAt time.Time `bun:"last_activity_at"`
+	// MemberCount is kept by every join and leave (see PresenceMaxMembers).
+	MemberCount int `bun:"member_count"`
 
 	// Filled by queries for one reader, not stored in this table.
 	Members     []Member `bun:"-"`

@@ -120,18 +120,19 @@ func (s *Store) RestoreSessions(ctx context.Context, sessions []*Session) error 
 	return err
 }
 
-// OnlineCoMembers returns the users who share a conversation with userID
-// and have a session on a live node: the presence snapshot a new stream
-// starts with.
+// OnlineCoMembers returns the users userID shares presence with (see
+// CoMembers) who have a session on a live node: the presence snapshot a
+// new stream starts with.
 func (s *Store) OnlineCoMembers(ctx context.Context, userID string, aliveSince time.Time) ([]string, error) {
 	ids := []string{}
 	// Each co-member is probed for one live session (EXISTS), rather than
 	// joining every session of every co-member: a stream opens in a group
 	// of a thousand users with ten devices each in half the time.
 	err := s.db.NewRaw(`SELECT DISTINCT o.user_id FROM members AS m
+		JOIN conversations AS c ON c.id = m.conversation_id AND c.member_count <= ?
 		JOIN members AS o ON o.conversation_id = m.conversation_id
 		WHERE m.user_id = ? AND o.user_id <> ? AND EXISTS (
 			SELECT 1 FROM sessions AS s JOIN nodes AS n ON n.id = s.node
-			WHERE s.user_id = o.user_id AND n.last_seen_at >= ?)`, userID, userID, aliveSince).Scan(ctx, &ids)
+			WHERE s.user_id = o.user_id AND n.last_seen_at >= ?)`, s.presenceMaxMembers, userID, userID, aliveSince).Scan(ctx, &ids)
 	return ids, err
 }

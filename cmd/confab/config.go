@@ -12,6 +12,7 @@ import (
 
 	"github.com/confab-chat/confab/api"
 	"github.com/confab-chat/confab/events"
+	"github.com/confab-chat/confab/repository"
 )
 
 // Config is everything `confab serve` can be told, from flags or CONFAB_*
@@ -31,6 +32,8 @@ type Config struct {
 	ShutdownGrace time.Duration
 	DBMaxConns    int
 	PprofAddr     string
+	// PresenceMaxMembers: see repository.Options.PresenceMaxMembers.
+	PresenceMaxMembers int
 
 	API    api.Config
 	Events events.Config
@@ -119,6 +122,7 @@ func parseConfig(args []string) (*Config, error) {
 	e.Bool(&cfg.API.SecureCookies, "secure-cookies", false, "mark the token cookie Secure (behind a TLS proxy)")
 	e.Int(&maxBody, "max-body-bytes", maxBody, "request body limit in bytes")
 	e.Int(&cfg.API.MaxGroupMembers, "max-group-members", cfg.API.MaxGroupMembers, "members per group")
+	e.Int(&cfg.PresenceMaxMembers, "presence-max-members", repository.DefaultPresenceMaxMembers, "presence is shared through conversations of at most this many members")
 	e.Duration(&cfg.API.StreamHeartbeat, "stream-heartbeat", cfg.API.StreamHeartbeat, "SSE comment heartbeat interval")
 	e.Duration(&cfg.Events.TypingTTL, "typing-ttl", cfg.Events.TypingTTL, "how long a typing ping lasts")
 	e.Duration(&cfg.Events.Retention, "retention", cfg.Events.Retention, "how long stream events are kept for resuming clients")
@@ -177,6 +181,7 @@ func validate(cfg *Config) error {
 	for name, n := range map[string]int64{
 		"subscriber-buffer": int64(cfg.Events.Hub.Buffer), "max-body-bytes": cfg.API.MaxBodyBytes,
 		"max-group-members": int64(cfg.API.MaxGroupMembers), "db-max-conns": int64(cfg.DBMaxConns),
+		"presence-max-members": int64(cfg.PresenceMaxMembers),
 	} {
 		if n < 1 {
 			return fmt.Errorf("%s must be at least 1, not %d", name, n)

@@ -31,7 +31,8 @@ type Main struct {
 
 // Run serves until ctx is done, then shuts down gracefully.
 func (m *Main) Run(ctx context.Context) error {
-	store, err := repository.Open(ctx, repository.Options{URL: m.cfg.DatabaseURL, SQLitePath: m.cfg.SQLitePath, MaxOpenConns: m.cfg.DBMaxConns})
+	store, err := repository.Open(ctx, repository.Options{URL: m.cfg.DatabaseURL, SQLitePath: m.cfg.SQLitePath, MaxOpenConns: m.cfg.DBMaxConns,
+		PresenceMaxMembers: m.cfg.PresenceMaxMembers})
 	if err != nil {
 		return err
 	}
