@@ -80,7 +80,7 @@ func (s *Server) events(c *gin.Context) {
 		return
 	}
 	defer closeSession()
-	sub := s.broker.Subscribe(uid, start)
+	sub := s.broker.SubscribeStream(uid, start)
 	defer sub.Close()
 	open := s.broker.Metrics.Open.WithLabelValues(events.TransportSSE)
 	open.Inc()
@@ -126,45 +126,59 @@ func (s *Server) events(c *gin.Context) {
 		return
 	}
 
-	heartbeat := time.NewTicker(s.cfg.StreamHeartbeat)
-	defer heartbeat.Stop()
 	// A stream ends with its token; the client reconnects with a fresh one.
 	exp, _ := c.Get(ctxTokenExp)
-	expiry := time.NewTimer(time.Until(exp.(time.Time)))
-	defer expiry.Stop()
+	expires := exp.(time.Time)
+	// One timer serves the heartbeat and the token's expiry: an idle
+	// stream keeps one timer, not two.
+	wake := time.NewTimer(min(s.cfg.StreamHeartbeat, time.Until(expires)))
+	defer wake.Stop()
 	delivered := s.broker.Metrics.Delivered.WithLabelValues(events.TransportSSE)
+	// spare is the small queue slice handed back to the subscription, so a
+	// burst of a few events costs no allocation; a big one is let go.
+	var spare []*events.Event
 	for {
 		select {
-		case ev := <-sub.Events():
+		case <-sub.Ready():
+			evs := sub.Take(spare)
+			if len(evs) == 0 {
+				spare = evs
+				continue
+			}
 			// Write everything already queued, then flush once.
-			for {
+			for _, ev := range evs {
 				w.event(ev.Seq, ev.Type, ev.Data)
 				s.observe(ev, delivered)
-				select {
-				case ev = <-sub.Events():
-					continue
-				default:
-				}
-				break
+			}
+			clear(evs) // the events are not ours to keep alive
+			spare = nil
+			if cap(evs) <= maxSpare {
+				spare = evs
 			}
 			sub.Received()
 			if w.flush() != nil {
 				return
 			}
-		case <-heartbeat.C:
+		case <-wake.C:
+			left := time.Until(expires)
+			if left <= 0 {
+				return
+			}
 			w.comment("ping")
 			if w.flush() != nil {
 				return
 			}
+			wake.Reset(min(s.cfg.StreamHeartbeat, left))
 		case <-sub.Done():
 			return // slow consumer or shutdown: the client resumes elsewhere
-		case <-expiry.C:
-			return
 		case <-ctx.Done():
 			return
 		}
 	}
 }
+
+// maxSpare is the largest queue slice a stream keeps between bursts.
+const maxSpare = 16
 
 func (s *Server) observe(ev *events.Event, delivered interface{ Inc() }) {
 	delivered.Inc()

@@ -64,13 +64,28 @@ func newHub(store *repository.Store, log *slog.Logger, m *Metrics, cfg HubConfig
 }
 
 // Subscription is one stream's or poller's view of a user's events.
+//
+// A subscription queues in one of two ways. A poll's (Subscribe) is a
+// channel of the hub's buffer size, read through Events. A stream's
+// (SubscribeStream) is a slice that holds only what is pending, read
+// through Ready and Take: a stream lives for hours and is idle nearly all
+// of that time, and a channel of 256 pointers is 2 KB that each of ten
+// thousand idle streams would keep for nothing. Either way the events are
+// shared with the user's other subscribers: read only.
 type Subscription struct {
 	UserID string
 
 	hub  *Hub
-	c    chan *Event // shared with the user's other subscribers: read only
+	c    chan *Event // poll mode; nil in stream mode
 	done chan struct{}
 	err  error // set before done is closed
+
+	// Stream mode. Events are appended under hub.mu and qmu, and taken
+	// under qmu alone, so a stream draining its queue never waits for the
+	// hub's lock. ready holds a token whenever q may be non-empty.
+	qmu   sync.Mutex
+	q     []*Event
+	ready chan struct{}
 
 	behind atomic.Bool
 	// Guarded by hub.mu.
@@ -80,8 +95,61 @@ type Subscription struct {
 }
 
 // Events delivers the subscriber's events: durable ones in seq order, each
-// once, starting after the cursor given to Subscribe.
+// once, starting after the cursor given to Subscribe. It is nil for a
+// subscription made by SubscribeStream (use Ready and Take).
 func (s *Subscription) Events() <-chan *Event { return s.c }
+
+// Ready receives when events may be waiting for Take (stream mode only).
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Take returns the events queued since the last Take, in order (durable
+// ones in seq order, each once, starting after the cursor given to
+// SubscribeStream), and leaves spare, emptied, as the queue: a consumer
+// that hands back a small slice it is done with queues the next events
+// without allocating. It may return none. Stream mode only.
+func (s *Subscription) Take(spare []*Event) []*Event {
+	s.qmu.Lock()
+	out := s.q
+	s.q = spare[:0]
+	s.qmu.Unlock()
+	return out
+}
+
+// queued is how many events wait for the consumer.
+func (s *Subscription) queued() int {
+	if s.c != nil {
+		return len(s.c)
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.q)
+}
+
+// push queues ev unless bufSize events already wait; hub.mu is held.
+func (s *Subscription) push(ev *Event, bufSize int) bool {
+	if s.c != nil {
+		select {
+		case s.c <- ev:
+			return true
+		default:
+			return false
+		}
+	}
+	s.qmu.Lock()
+	if len(s.q) >= bufSize {
+		s.qmu.Unlock()
+		return false
+	}
+	s.q = append(s.q, ev)
+	s.qmu.Unlock()
+	// After the append: a consumer woken by this token (or by one already
+	// there) takes ev.
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
 
 // Done is closed when the hub ends the subscription; Err says why.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
@@ -99,7 +167,7 @@ func (s *Subscription) Err() error {
 // Received tells the hub the consumer has drained events, so a subscriber
 // that fell behind gets the rest.
 func (s *Subscription) Received() {
-	if s.behind.Load() && len(s.c) <= cap(s.c)/2 {
+	if s.behind.Load() && s.queued() <= s.hub.bufSize/2 {
 		s.hub.ring(s.UserID, 0)
 	}
 }
@@ -107,9 +175,27 @@ func (s *Subscription) Received() {
 // Close ends the subscription.
 func (s *Subscription) Close() { s.hub.remove(s, nil) }
 
-// Subscribe starts delivering userID's events after seq `after`.
+// Subscribe starts delivering userID's events after seq `after`, through
+// Events.
 func (h *Hub) Subscribe(userID string, after int64) *Subscription {
-	s := &Subscription{UserID: userID, hub: h, c: make(chan *Event, h.bufSize), done: make(chan struct{}), next: after + 1}
+	return h.subscribe(&Subscription{c: make(chan *Event, h.bufSize)}, userID, after)
+}
+
+// SubscribeStream is Subscribe for a long-lived consumer: the events come
+// through Ready and Take, and the queue holds memory only while events
+// wait in it.
+func (h *Hub) SubscribeStream(userID string, after int64) *Subscription {
+	return h.subscribe(&Subscription{ready: make(chan struct{}, 1)}, userID, after)
+}
+
+// SubscribeStream starts delivering userID's events after seq `after` to a
+// stream: see Hub.SubscribeStream.
+func (b *Broker) SubscribeStream(userID string, after int64) *Subscription {
+	return b.hub.SubscribeStream(userID, after)
+}
+
+func (h *Hub) subscribe(s *Subscription, userID string, after int64) *Subscription {
+	s.UserID, s.hub, s.done, s.next = userID, h, make(chan struct{}), after+1
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -254,10 +340,7 @@ func (h *Hub) Publish(users []string, event Event) {
 	defer h.mu.Unlock()
 	for _, u := range users {
 		for s := range h.users[u] {
-			select {
-			case s.c <- ev:
-			default:
-			}
+			s.push(ev, h.bufSize)
 		}
 	}
 }
@@ -370,7 +453,7 @@ func (h *Hub) deliverLocked(s *Subscription, evs []*Event) (again bool) {
 		}
 		delivered = true
 	}
-	if delivered && s.behind.Load() && len(s.c) < cap(s.c) {
+	if delivered && s.behind.Load() && s.queued() < h.bufSize {
 		s.behind.Store(false)
 		s.behindSince = time.Time{}
 	}
@@ -387,17 +470,15 @@ func hasSeq(evs []*Event, seq int64) bool {
 // offerLocked queues ev, the event s needs next, without blocking. A full
 // buffer marks s behind instead.
 func (h *Hub) offerLocked(s *Subscription, ev *Event) bool {
-	select {
-	case s.c <- ev:
+	if s.push(ev, h.bufSize) {
 		s.next++
 		return true
-	default:
-		if !s.behind.Load() {
-			s.behind.Store(true)
-			s.behindSince = time.Now()
-		}
-		return false
 	}
+	if !s.behind.Load() {
+		s.behind.Store(true)
+		s.behindSince = time.Now()
+	}
+	return false
 }
 
 // dropSlow disconnects subscribers that stayed behind too long.

@@ -67,21 +67,37 @@ func (f *hubFixture) send(t testing.TB, body string) {
 
 // collect reads a subscription until it has seq `until`, checking every
 // durable event continues the sequence from `after`.
+// Either mode: Events, or Ready and Take (SubscribeStream).
 func collect(t *testing.T, sub *Subscription, after, until int64) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
-	for after < until {
-		select {
-		case ev := <-sub.Events():
+	var taken []*Event
+	check := func(evs ...*Event) bool {
+		for _, ev := range evs {
 			if ev.Seq == 0 {
 				continue
 			}
 			if ev.Seq != after+1 {
 				t.Errorf("seq %d after %d", ev.Seq, after)
-				return
+				return false
 			}
 			after = ev.Seq
-			sub.Received()
+		}
+		sub.Received()
+		return true
+	}
+	for after < until {
+		select {
+		case ev := <-sub.Events():
+			if !check(ev) {
+				return
+			}
+		case <-sub.Ready():
+			// Hand the last slice back, as the SSE handler does.
+			taken = sub.Take(taken[:0])
+			if !check(taken...) {
+				return
+			}
 		case <-sub.Done():
 			t.Errorf("subscription ended: %v", sub.Err())
 			return
@@ -111,8 +127,12 @@ func TestHubSubscribersJoiningUnderLoad(t *testing.T) {
 			for i := range 12 {
 				user := f.users[i%len(f.users)]
 				after := int64(i * 20)
+				subscribe := f.hub.Subscribe
+				if i%2 == 1 {
+					subscribe = f.hub.SubscribeStream
+				}
 				wg.Go(func() {
-					sub := f.hub.Subscribe(user, after)
+					sub := subscribe(user, after)
 					defer sub.Close()
 					collect(t, sub, after, n+1)
 				})
@@ -125,9 +145,21 @@ func TestHubSubscribersJoiningUnderLoad(t *testing.T) {
 // TestHubDisconnectsSlowConsumer: a subscriber that stops reading is ended
 // with ErrSlowConsumer, and another subscriber of the same user keeps up.
 func TestHubDisconnectsSlowConsumer(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			testHubDisconnectsSlowConsumer(t, stream)
+		})
+	}
+}
+
+func testHubDisconnectsSlowConsumer(t *testing.T, stream bool) {
 	f := newHubFixture(t, "sqlite", HubConfig{Buffer: 4, Page: 16, SlowAfter: 200 * time.Millisecond}, 2)
-	slow := f.hub.Subscribe(f.users[1], 1)
-	fast := f.hub.Subscribe(f.users[1], 1)
+	subscribe := f.hub.Subscribe
+	if stream {
+		subscribe = f.hub.SubscribeStream
+	}
+	slow := subscribe(f.users[1], 1)
+	fast := subscribe(f.users[1], 1)
 	defer fast.Close()
 	done := make(chan struct{})
 	go func() {
