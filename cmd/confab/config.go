@@ -97,6 +97,7 @@ func parseConfig(args []string) (*Config, error) {
 	host, _ := os.Hostname()
 	var cors, proxies string
 	maxBody := int(cfg.API.MaxBodyBytes)
+	hashMemory, hashTime := int(cfg.API.HashParams.MemoryKiB), int(cfg.API.HashParams.Time)
 	e.String(&cfg.Addr, "addr", ":8080", "listen address")
 	e.String(&cfg.DatabaseURL, "database-url", "", "Postgres URL (postgres://...); empty: embedded SQLite")
 	e.String(&cfg.ListenURL, "listen-database-url", "", "Postgres URL for LISTEN when database-url goes through a transaction pooler")
@@ -121,6 +122,8 @@ func parseConfig(args []string) (*Config, error) {
 	e.String(&proxies, "trusted-proxies", "", "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is trusted")
 	e.Bool(&cfg.API.SecureCookies, "secure-cookies", false, "mark the token cookie Secure (behind a TLS proxy)")
 	e.Int(&maxBody, "max-body-bytes", maxBody, "request body limit in bytes")
+	e.Int(&hashMemory, "password-hash-memory", hashMemory, "argon2id memory per password hash, KiB (OWASP minimum: 19456 with time 2)")
+	e.Int(&hashTime, "password-hash-time", hashTime, "argon2id passes per password hash")
 	e.Int(&cfg.API.MaxGroupMembers, "max-group-members", cfg.API.MaxGroupMembers, "members per group")
 	e.Int(&cfg.PresenceMaxMembers, "presence-max-members", repository.DefaultPresenceMaxMembers, "presence is shared through conversations of at most this many members")
 	e.Duration(&cfg.API.StreamHeartbeat, "stream-heartbeat", cfg.API.StreamHeartbeat, "SSE comment heartbeat interval")
@@ -137,6 +140,7 @@ func parseConfig(args []string) (*Config, error) {
 		return nil, err
 	}
 	cfg.API.MaxBodyBytes = int64(maxBody)
+	cfg.API.HashParams.MemoryKiB, cfg.API.HashParams.Time = uint32(max(hashMemory, 0)), uint32(max(hashTime, 0))
 	cfg.API.CORSOrigins = splitList(cors)
 	cfg.API.TrustedProxies = splitList(proxies)
 	if err := validate(cfg); err != nil {
@@ -181,11 +185,14 @@ func validate(cfg *Config) error {
 	for name, n := range map[string]int64{
 		"subscriber-buffer": int64(cfg.Events.Hub.Buffer), "max-body-bytes": cfg.API.MaxBodyBytes,
 		"max-group-members": int64(cfg.API.MaxGroupMembers), "db-max-conns": int64(cfg.DBMaxConns),
-		"presence-max-members": int64(cfg.PresenceMaxMembers),
+		"presence-max-members": int64(cfg.PresenceMaxMembers), "password-hash-time": int64(cfg.API.HashParams.Time),
 	} {
 		if n < 1 {
 			return fmt.Errorf("%s must be at least 1, not %d", name, n)
 		}
+	}
+	if cfg.API.HashParams.MemoryKiB < 8*uint32(cfg.API.HashParams.Threads) {
+		return fmt.Errorf("password-hash-memory must be at least %d KiB", 8*cfg.API.HashParams.Threads)
 	}
 	if cfg.Events.Retention < time.Hour {
 		return fmt.Errorf("retention must be at least 1h: clients offline longer than that would reset")

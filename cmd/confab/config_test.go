@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/confab-chat/confab/api"
 	"strings"
 	"testing"
 )
@@ -14,6 +15,9 @@ func TestConfigRefusesBrokenSettings(t *testing.T) {
 		{"-jwt-secret", "short"},
 		{"-tls-cert", "x.pem"},
 		{"-max-body-bytes", "-1"},
+		{"-presence-max-members", "0"},
+		{"-password-hash-time", "0"},
+		{"-password-hash-memory", "4"},
 	} {
 		if _, err := parseConfig(args); err == nil {
 			t.Errorf("%v was accepted", args)
@@ -39,5 +43,18 @@ func TestConfigFromEnvironmentAndFlags(t *testing.T) {
 	b, _ := parseConfig(nil)
 	if a.NodeID == b.NodeID {
 		t.Fatalf("two processes would share node id %s", a.NodeID)
+	}
+}
+
+func TestConfigPasswordHash(t *testing.T) {
+	cfg, err := parseConfig([]string{"-password-hash-memory", "64", "-password-hash-time", "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hp := cfg.API.HashParams; hp.MemoryKiB != 64 || hp.Time != 1 || hp.Threads != 1 {
+		t.Fatalf("hash params %+v", hp)
+	}
+	if cfg, _ := parseConfig(nil); cfg.API.HashParams != api.DefaultHashParams {
+		t.Fatalf("default hash params %+v, want OWASP's %+v", cfg.API.HashParams, api.DefaultHashParams)
 	}
 }

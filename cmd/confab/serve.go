@@ -79,6 +79,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.ready != nil {
 		close(m.ready)
 	}
+	if hp := m.cfg.API.HashParams; uint64(hp.MemoryKiB)*uint64(hp.Time) < 7*1024*5 {
+		// OWASP's weakest argon2id setting is m=7 MiB, t=5; anything
+		// cheaper is for tests and benchmarks that register many users.
+		m.log.Warn("password hashing is weaker than OWASP's minimum: for tests and benchmarks only",
+			slog.Int("memory_kib", int(hp.MemoryKiB)), slog.Int("time", int(hp.Time)))
+	}
 	m.log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("node", m.cfg.NodeID), slog.Bool("tls", m.cfg.TLSCert != ""))
 
 	errc := make(chan error, 1)
