@@ -33,6 +33,11 @@ type pollResponse struct {
 // poll serves GET /v1/events/poll: the long-poll transport. It answers at
 // once when events after the cursor exist, else waits up to timeout seconds;
 // a typing change also answers early so pollers see indicators.
+//
+// A poller that carries its session_id from poll to poll keeps one
+// subscription across its polls (events.PollFeed): a poll that continues
+// where the session's last answer ended reads nothing from the database.
+// Any other poll checks its cursor against the stream's bounds first.
 func (s *Server) poll(c *gin.Context) {
 	cursor, given, err := parseCursor(c.Query("cursor"))
 	if err != nil {
@@ -47,16 +52,40 @@ func (s *Server) poll(c *gin.Context) {
 		}
 	}
 	ctx, uid := c.Request.Context(), userID(c)
-	start, last, reset, ok := s.startCursor(c, cursor, given)
-	if !ok {
-		return
+	asked := c.Query("session_id")
+	var feed *events.PollFeed
+	if given {
+		feed = s.broker.TakePollFeed(asked, uid, cursor)
 	}
-	sessionID, done, err := s.broker.PollSession(ctx, uid, c.Query("session_id"), c.Request.UserAgent())
+	// Whatever path the poll takes, a feed it holds is kept or closed.
+	defer func() {
+		if feed != nil {
+			feed.Close()
+		}
+	}()
+	start, last, reset := cursor, cursor, false
+	if feed == nil {
+		var ok bool
+		if start, last, reset, ok = s.startCursor(c, cursor, given); !ok {
+			return
+		}
+	}
+	sessionID, done, err := s.broker.PollSession(ctx, uid, asked, c.Request.UserAgent())
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	defer done()
+	if feed != nil && sessionID != asked {
+		// The session the feed was kept for has ended: this poll starts a
+		// new one, and its cursor is checked like any first poll's.
+		feed.Close()
+		feed = nil
+		var ok bool
+		if start, last, reset, ok = s.startCursor(c, cursor, given); !ok {
+			return
+		}
+	}
 	out := pollResponse{Events: []pollEvent{}, Cursor: start, Reset: reset, SessionID: sessionID}
 	if given && !reset {
 		wait := time.Duration(timeout) * time.Second
@@ -65,7 +94,18 @@ func (s *Server) poll(c *gin.Context) {
 			// whatever the timeout.
 			wait = max(wait, 10*time.Second)
 		}
-		out.Events, out.Cursor = s.wait(c, start, wait, last)
+		if feed == nil {
+			feed = s.broker.NewPollFeed(uid, start)
+		}
+		out.Events, out.Cursor = s.wait(c, feed, start, wait, last)
+		// Back in its slot before the answer is written: the client asks
+		// again as soon as it reads it. Only a client that came back with
+		// its session shows it will; the feed of any other poll (a
+		// one-off catch-up, a client without session_id) is closed.
+		if sessionID == asked {
+			s.broker.KeepPollFeed(sessionID, feed)
+			feed = nil
+		}
 	}
 	if out.Typing, err = s.broker.TypingFor(ctx, uid); err != nil {
 		s.fail(c, err)
@@ -80,78 +120,71 @@ func (s *Server) poll(c *gin.Context) {
 
 // wait collects the events after cursor, waiting up to timeout for the
 // first one; it shares the hub's subscription path with the SSE stream.
-// head is the stream's last seq when the poll began: events up to it exist,
-// so the answer waits for them (a typing change does not answer first).
-func (s *Server) wait(c *gin.Context, cursor int64, timeout time.Duration, head int64) ([]pollEvent, int64) {
-	sub := s.broker.Subscribe(userID(c), cursor)
-	defer sub.Close()
+// head is the stream's last seq when the poll began, if known (else the
+// cursor): events up to it exist, so the answer waits for them (a typing
+// change does not answer first).
+func (s *Server) wait(c *gin.Context, f *events.PollFeed, cursor int64, timeout time.Duration, head int64) ([]pollEvent, int64) {
+	out := []pollEvent{}
+	// What the session's earlier polls read but the client has not
+	// acknowledged yet (an answer lost on its way) comes first.
+	for _, ev := range f.Backlog(cursor) {
+		if len(out) == maxPollBatch {
+			return out, cursor
+		}
+		out = append(out, pollEvent{Seq: ev.Seq, Type: ev.Type, Data: ev.Data})
+		cursor = ev.Seq
+	}
 	open := s.broker.Metrics.Open.WithLabelValues(events.TransportLongPoll)
 	open.Inc()
 	defer open.Dec()
 	delivered := s.broker.Metrics.Delivered.WithLabelValues(events.TransportLongPoll)
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	out := []pollEvent{}
-	for {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for len(out) < maxPollBatch {
+		var ev *events.Event
+		// What is queued already is taken before anything else, so a poll
+		// with timeout 0 answers with it rather than racing its timer.
 		select {
-		case ev := <-sub.Events():
-			if ev.Type == events.TypePresence {
-				continue // not part of the poll answer
-			}
-			if ev.Type == events.TypeTyping {
-				if cursor < head {
-					continue // events are on their way; the answer will carry typing too
-				}
-				return out, cursor // the answer carries the typing state
-			}
-			for {
-				out = append(out, pollEvent{Seq: ev.Seq, Type: ev.Type, Data: ev.Data})
-				cursor = ev.Seq
-				s.observe(ev, delivered)
-				// Everything up to the head known when the poll began is
-				// committed: wait for it (the hub may hand it over in more
-				// than one batch), then take whatever else is queued.
-				if cursor < head && len(out) < maxPollBatch {
-					var ok bool
-					if ev, ok = nextDurable(c, sub, timer); ok {
-						continue
-					}
-					return out, cursor
-				}
-				select {
-				case ev = <-sub.Events():
-					if ev.Seq > 0 {
-						continue
-					}
-				default:
-				}
+		case ev = <-f.Events():
+		default:
+			if len(out) > 0 && cursor >= head {
 				return out, cursor
 			}
-		case <-timer.C:
-			return out, cursor
-		case <-sub.Done():
-			return out, cursor
-		case <-c.Request.Context().Done():
-			return out, cursor
-		}
-	}
-}
-
-// nextDurable waits for the subscription's next durable event, skipping
-// ephemeral ones, until the timer, the subscription or the request ends.
-func nextDurable(c *gin.Context, sub *events.Subscription, timer *time.Timer) (*events.Event, bool) {
-	for {
-		select {
-		case ev := <-sub.Events():
-			if ev.Seq > 0 {
-				return ev, true
+			if timer == nil {
+				timer = time.NewTimer(timeout)
 			}
-		case <-timer.C:
-			return nil, false
-		case <-sub.Done():
-			return nil, false
-		case <-c.Request.Context().Done():
-			return nil, false
+			// Everything up to the head known when the poll began is
+			// committed: wait for it (the hub may hand it over in more than
+			// one batch).
+			select {
+			case ev = <-f.Events():
+			case <-timer.C:
+				return out, cursor
+			case <-f.Done():
+				return out, cursor
+			case <-c.Request.Context().Done():
+				return out, cursor
+			}
 		}
+		f.Received()
+		switch {
+		case ev.Seq > 0:
+			// Kept in the feed before anything else can end the poll: an
+			// event read is never dropped.
+			f.Took(ev)
+			out = append(out, pollEvent{Seq: ev.Seq, Type: ev.Type, Data: ev.Data})
+			cursor = ev.Seq
+			s.observe(ev, delivered)
+		case ev.Type == events.TypeTyping && cursor >= head:
+			// The answer carries the typing state. While events are on
+			// their way it waits for them, and carries typing too.
+			return out, cursor
+		}
+		// Presence is not part of the poll answer.
 	}
+	return out, cursor
 }

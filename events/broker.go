@@ -39,6 +39,11 @@ type Config struct {
 	PresenceDebounce time.Duration
 	// PollIdle ends a long-poll session that has not polled again.
 	PollIdle time.Duration
+	// PollHold is how long a long-poll session's subscription is kept
+	// after an answer for the session's next poll (0: not kept, every poll
+	// subscribes anew). Pollers come back within milliseconds; one that
+	// comes later starts over from the database.
+	PollHold time.Duration
 	// Retention is how long stream rows are kept; PruneEvery how often the
 	// pruner runs (0: never).
 	Retention  time.Duration
@@ -57,6 +62,7 @@ func DefaultConfig() Config {
 		NodeExpiry:       35 * time.Second,
 		PresenceDebounce: 3 * time.Second,
 		PollIdle:         90 * time.Second,
+		PollHold:         30 * time.Second,
 		Retention:        30 * 24 * time.Hour,
 		PruneEvery:       time.Hour,
 	}
@@ -75,6 +81,7 @@ type Broker struct {
 	listener *listener // nil on SQLite
 	typing   *typingTable
 	sessions *sessions
+	feeds    *pollFeeds
 
 	stopped atomic.Bool
 	cancel  context.CancelFunc
@@ -88,6 +95,7 @@ func New(cfg Config, store *repository.Store, log *slog.Logger, reg prometheus.R
 		cfg: cfg, store: store, log: log, Metrics: m,
 		hub:    newHub(store, log, m, cfg.Hub),
 		typing: newTypingTable(),
+		feeds:  newPollFeeds(),
 	}
 	b.sessions = newSessions(b)
 	if store.IsPostgres() {
@@ -122,6 +130,9 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.goLoop(func() { b.every(ctx, 250*time.Millisecond, b.expireTyping) })
 	b.goLoop(func() { b.every(ctx, b.cfg.NodeHeartbeat, func() { b.heartbeat(ctx) }) })
 	b.goLoop(func() { b.every(ctx, b.cfg.PollIdle/3, func() { b.sessions.expirePolls(b.cfg.PollIdle) }) })
+	if b.cfg.PollHold > 0 {
+		b.goLoop(func() { b.every(ctx, b.cfg.PollHold/2, func() { b.feeds.expire(b.cfg.PollHold) }) })
+	}
 	if b.cfg.PruneEvery > 0 {
 		b.goLoop(func() { b.every(ctx, b.cfg.PruneEvery, func() { b.prune(ctx) }) })
 	}
@@ -352,6 +363,38 @@ func (b *Broker) OpenSession(ctx context.Context, userID, transport, userAgent s
 func (b *Broker) PollSession(ctx context.Context, userID, sessionID, userAgent string) (id string, done func(), err error) {
 	return b.sessions.poll(ctx, userID, sessionID, userAgent)
 }
+
+// TakePollFeed hands a poll the subscription its session's last poll
+// kept, if it continues cursor (nil otherwise): the poll then needs neither
+// the stream's bounds nor a backfill read. A cursor the feed cannot continue
+// (older than what the feed kept, or past what it read) goes the long way,
+// through Bounds and NewPollFeed.
+func (b *Broker) TakePollFeed(sessionID, userID string, cursor int64) *PollFeed {
+	if b.cfg.PollHold <= 0 || sessionID == "" {
+		return nil
+	}
+	return b.feeds.take(sessionID, userID, cursor)
+}
+
+// NewPollFeed subscribes a poll after cursor, a cursor checked against the
+// stream's bounds.
+func (b *Broker) NewPollFeed(userID string, cursor int64) *PollFeed {
+	return &PollFeed{sub: b.hub.Subscribe(userID, cursor), userID: userID, base: cursor}
+}
+
+// KeepPollFeed ends a poll's use of f and keeps it for the session's next
+// poll, or closes it when feeds are not kept.
+func (b *Broker) KeepPollFeed(sessionID string, f *PollFeed) {
+	if b.cfg.PollHold <= 0 || sessionID == "" {
+		f.Close()
+		return
+	}
+	b.feeds.keep(sessionID, f)
+}
+
+// KeptPollFeeds is how many long-poll sessions' feeds wait for their next
+// poll.
+func (b *Broker) KeptPollFeeds() int { return b.feeds.len() }
 
 // OnlineContacts lists the users who share a conversation with userID and
 // are online now, so a new stream starts knowing who is there.
