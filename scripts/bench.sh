@@ -166,7 +166,8 @@ make bench        # this file
 or by hand, for one scenario:
 
 \`\`\`
-confab serve -addr 127.0.0.1:18480 -database-url postgres://... -pprof-addr 127.0.0.1:18482 &
+confab serve -addr 127.0.0.1:18480 -database-url postgres://... -pprof-addr 127.0.0.1:18482 \
+  -max-group-members 10000 -max-body-bytes 1048576 -password-hash-memory 64 -password-hash-time 1 &
 confab bench reference -addr 127.0.0.1:18481 &
 confab bench run -url http://127.0.0.1:18480 -ref http://127.0.0.1:18481 -users 1000 -streams 1000 -writers 2 -rate 10 -duration 6s
 confab bench sql -database-url postgres://... -writers 4     # the send's SQL alone
