@@ -27,20 +27,10 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 		if err != nil {
 			return err
 		}
-		if clientMsgID != nil {
-			// A retry is answered with the stored message, to a member only.
-			if err := isMember(ctx, tx, me, convID); err != nil {
-				return err
-			}
-			existing, err := messageByClientID(ctx, tx, me, *clientMsgID)
-			if err == nil {
-				msg = existing
-				return nil
-			}
-			if err != ErrNotFound {
-				return err
-			}
-		}
+		// A retry is not looked for first: the unique index on (sender,
+		// client_msg_id) refuses its insert below, and the retry is
+		// answered after the rollback. A first send, by far the common
+		// case, saves two round trips.
 		now := s.now()
 		m := &Message{
 			ID: newID(), ConversationID: convID, SenderID: me, Seq: lastSeq + 1,
@@ -49,7 +39,7 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 		member, err := s.storeMessage(ctx, tx, m)
 		if err != nil {
 			if clientMsgID != nil && isUniqueViolation(err) {
-				// The same id was sent concurrently to another conversation.
+				// A retry, or the same id sent to another conversation.
 				return errRetryAsDuplicate
 			}
 			return err
@@ -65,8 +55,12 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 		return nil
 	})
 	if errors.Is(err, errRetryAsDuplicate) {
-		msg, err = messageByClientID(ctx, s.db, me, *clientMsgID)
+		// A retry is answered (with the stored message, or a conflict)
+		// to a member only: anyone else gets 404, as everywhere.
 		created, ptrs = false, nil
+		if err = isMember(ctx, s.db, me, convID); err == nil {
+			msg, err = messageByClientID(ctx, s.db, me, *clientMsgID)
+		}
 	}
 	if err == nil && !created && (msg.ConversationID != convID || msg.Body != body) {
 		return nil, false, nil, ErrClientMsgConflict
