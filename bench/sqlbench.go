@@ -196,27 +196,29 @@ func sqlErrKind(err error) string {
 }
 
 // send is repository.SendMessage's transaction on Postgres, statement for
-// statement: lock the conversation (its last seq), store the message
-// (insert, conversation's last message, sender's read marker, which tells
-// membership: one statement), append the event to the streams of the
-// conversation's members (one statement).
+// statement: lock the conversation and store the message with it (next
+// seq, insert, conversation's last message, sender's read marker, which
+// tells membership: one statement), then append the event to the streams
+// of the conversation's members (one statement).
 func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) error {
 	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-		var lastSeq int64
-		if err := tx.QueryRow(ctx, "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE", c.id).Scan(&lastSeq); err != nil {
-			return err
-		}
 		now := time.Now().UTC().Truncate(time.Microsecond)
-		id, seq := uuid.Must(uuid.NewV7()).String(), lastSeq+1
-		tag, err := tx.Exec(ctx, `WITH m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
-				VALUES ($1, $2, $3, $4, $5, NULL, $6)),
-			c AS (UPDATE conversations SET last_seq = $4, last_message_id = $1, last_activity_at = $6 WHERE id = $2)
-			UPDATE members SET read_seq = $4 WHERE conversation_id = $2 AND user_id = $3`,
-			id, c.id, sender, seq, body, now)
+		id := uuid.Must(uuid.NewV7()).String()
+		var (
+			seq    int64
+			member bool
+		)
+		err := tx.QueryRow(ctx, `WITH c AS (SELECT last_seq + 1 AS seq FROM conversations WHERE id = $2 FOR UPDATE),
+			m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
+				SELECT $1, $2, $3, c.seq, $4, $5, $6 FROM c RETURNING seq),
+			u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
+			r AS (UPDATE members SET read_seq = m.seq FROM m WHERE conversation_id = $2 AND user_id = $3 RETURNING 1)
+			SELECT m.seq, EXISTS (SELECT 1 FROM r) FROM m`,
+			id, c.id, sender, body, nil, now).Scan(&seq, &member)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() != 1 {
+		if !member {
 			return errors.New("not a member")
 		}
 		data, err := json.Marshal(map[string]any{"message": map[string]any{

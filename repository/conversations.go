@@ -205,18 +205,6 @@ func (s *Store) lockMembership(ctx context.Context, tx bun.Tx, me, convID string
 	return c, members, nil
 }
 
-// lockConversation locks the conversation row, as lockMembership does,
-// and returns its last message seq; ErrNotFound when there is no such
-// conversation.
-func (s *Store) lockConversation(ctx context.Context, tx bun.Tx, convID string) (lastSeq int64, err error) {
-	if s.IsPostgres() {
-		err = tx.Tx.QueryRowContext(ctx, "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE", s.pgArgs(convID)...).Scan(&lastSeq)
-	} else {
-		err = tx.NewRaw("SELECT last_seq FROM conversations WHERE id = ?", convID).Scan(ctx, &lastSeq)
-	}
-	return lastSeq, notFound(err)
-}
-
 // AddMember adds userID to a group me belongs to and announces it to every
 // member, the newcomer included. Adding a member twice is not an error.
 func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMembers int) (*Conversation, []Pointer, error) {

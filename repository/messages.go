@@ -2,7 +2,6 @@ package repository
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 
 	"github.com/uptrace/bun"
@@ -19,22 +18,13 @@ var errRetryAsDuplicate = errors.New("duplicate client_msg_id")
 // different conversation or body is ErrClientMsgConflict.
 func (s *Store) SendMessage(ctx context.Context, me, convID, body string, clientMsgID *string) (msg *Message, created bool, ptrs []Pointer, err error) {
 	err = s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		// The conversation lock orders concurrent sends, and concurrent
-		// retries of one message queue behind each other here. Membership
-		// can only change under this lock, so the member list read by the
-		// writes below is the one the lock protects.
-		lastSeq, err := s.lockConversation(ctx, tx, convID)
-		if err != nil {
-			return err
-		}
 		// A retry is not looked for first: the unique index on (sender,
-		// client_msg_id) refuses its insert below, and the retry is
-		// answered after the rollback. A first send, by far the common
-		// case, saves two round trips.
-		now := s.now()
+		// client_msg_id) refuses its insert, and the retry is answered
+		// after the rollback. A first send, by far the common case, saves
+		// two round trips.
 		m := &Message{
-			ID: newID(), ConversationID: convID, SenderID: me, Seq: lastSeq + 1,
-			Body: body, ClientMsgID: clientMsgID, CreatedAt: now,
+			ID: newID(), ConversationID: convID, SenderID: me,
+			Body: body, ClientMsgID: clientMsgID, CreatedAt: s.now(),
 		}
 		member, err := s.storeMessage(ctx, tx, m)
 		if err != nil {
@@ -68,31 +58,49 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 	return msg, created, ptrs, err
 }
 
-// storeMessage inserts m, makes it its conversation's last message, and
-// moves the sender's read marker to it (your own message is read by you).
-// It reports whether the sender is a member: only then has a marker moved.
-// On Postgres the three writes are one prepared statement, one round trip.
+// storeMessage locks m's conversation, gives m the conversation's next
+// seq, inserts it, makes it the conversation's last message, and moves the
+// sender's read marker to it (your own message is read by you). It reports
+// whether the sender is a member: only then has a marker moved, and the
+// caller rolls back otherwise; a conversation that does not exist is
+// ErrNotFound.
+//
+// The conversation lock orders concurrent sends, and concurrent retries of
+// one message queue behind each other on it. Membership can only change
+// under this lock, so the member list the append reads next is the one the
+// lock protects. On Postgres the lock and the three writes are one
+// prepared statement, one round trip.
 func (s *Store) storeMessage(ctx context.Context, tx bun.Tx, m *Message) (member bool, err error) {
-	var res sql.Result
 	if s.IsPostgres() {
-		res, err = tx.Tx.ExecContext(ctx, `WITH m AS (
-				INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)),
-			c AS (UPDATE conversations SET last_seq = $4, last_message_id = $1, last_activity_at = $7 WHERE id = $2)
-			UPDATE members SET read_seq = $4 WHERE conversation_id = $2 AND user_id = $3`,
-			s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Seq, m.Body, m.ClientMsgID, m.CreatedAt)...)
-	} else {
-		if _, err := tx.NewInsert().Model(m).Exec(ctx); err != nil {
-			return false, err
-		}
-		if _, err := tx.NewUpdate().Model((*Conversation)(nil)).
-			Set("last_seq = ?, last_message_id = ?, last_activity_at = ?", m.Seq, m.ID, m.CreatedAt).
-			Where("id = ?", m.ConversationID).Exec(ctx); err != nil {
-			return false, err
-		}
-		res, err = tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
-			Where("conversation_id = ? AND user_id = ?", m.ConversationID, m.SenderID).Exec(ctx)
+		// c locks the row and reads the next seq; the writes use it
+		// through m. Data-modifying WITH parts see one snapshot, but the
+		// row lock makes that snapshot's last_seq the current one, and
+		// UPDATE follows a row changed since to its newest version.
+		err = tx.Tx.QueryRowContext(ctx, `WITH c AS (SELECT last_seq + 1 AS seq FROM conversations WHERE id = $2 FOR UPDATE),
+			m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
+				SELECT $1, $2, $3, c.seq, $4, $5, $6 FROM c RETURNING seq),
+			u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
+			r AS (UPDATE members SET read_seq = m.seq FROM m WHERE conversation_id = $2 AND user_id = $3 RETURNING 1)
+			SELECT m.seq, EXISTS (SELECT 1 FROM r) FROM m`,
+			s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Body, m.ClientMsgID, m.CreatedAt)...).Scan(&m.Seq, &member)
+		return member, notFound(err)
 	}
+	// SQLite: the immediate transaction already holds the only write lock.
+	var lastSeq int64
+	if err := tx.NewRaw("SELECT last_seq FROM conversations WHERE id = ?", m.ConversationID).Scan(ctx, &lastSeq); err != nil {
+		return false, notFound(err)
+	}
+	m.Seq = lastSeq + 1
+	if _, err := tx.NewInsert().Model(m).Exec(ctx); err != nil {
+		return false, err
+	}
+	if _, err := tx.NewUpdate().Model((*Conversation)(nil)).
+		Set("last_seq = ?, last_message_id = ?, last_activity_at = ?", m.Seq, m.ID, m.CreatedAt).
+		Where("id = ?", m.ConversationID).Exec(ctx); err != nil {
+		return false, err
+	}
+	res, err := tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
+		Where("conversation_id = ? AND user_id = ?", m.ConversationID, m.SenderID).Exec(ctx)
 	if err != nil {
 		return false, err
 	}
