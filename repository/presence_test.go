@@ -20,14 +20,7 @@ func TestPresenceMaxMembers(t *testing.T) {
 			opts.PresenceMaxMembers = 3
 			store := dbtest.OpenWith(t, opts)
 			ctx := context.Background()
-			var ids []string
-			for _, name := range []string{"ann", "ben", "cat", "dan"} {
-				u, err := store.CreateUser(ctx, name, name, "x")
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, u.ID)
-			}
+			ids := createUsers(t, store, "ann", "ben", "cat", "dan")
 			ann, ben, cat, dan := ids[0], ids[1], ids[2], ids[3]
 			if _, err := store.HeartbeatNode(ctx, "n1"); err != nil {
 				t.Fatal(err)

@@ -17,14 +17,7 @@ func TestSendRetry(t *testing.T) {
 			t.Parallel()
 			store := dbtest.Open(t, dialect)
 			ctx := context.Background()
-			var ids []string
-			for _, name := range []string{"ann", "ben", "cat"} {
-				u, err := store.CreateUser(ctx, name, name, "x")
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, u.ID)
-			}
+			ids := createUsers(t, store, "ann", "ben", "cat")
 			ann := ids[0]
 			g1, _, err := store.CreateGroup(ctx, ann, ids[1:], nil, 10)
 			if err != nil {

@@ -20,14 +20,7 @@ func TestSharedEventData(t *testing.T) {
 			t.Parallel()
 			store := dbtest.Open(t, dialect)
 			ctx := context.Background()
-			var ids []string
-			for _, name := range []string{"ann", "ben", "cat"} {
-				u, err := store.CreateUser(ctx, name, name, "x")
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, u.ID)
-			}
+			ids := createUsers(t, store, "ann", "ben", "cat")
 			title := strings.Repeat("t", 2000)
 			conv, ptrs, err := store.CreateGroup(ctx, ids[0], ids[1:], &title, 10)
 			if err != nil {
@@ -136,4 +129,18 @@ func count(t *testing.T, store *repository.Store, table, where string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// createUsers registers a user for each name and returns their ids.
+func createUsers(t *testing.T, store *repository.Store, names ...string) []string {
+	t.Helper()
+	ids := make([]string, len(names))
+	for i, name := range names {
+		u, err := store.CreateUser(context.Background(), name, name, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = u.ID
+	}
+	return ids
 }
