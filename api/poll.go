@@ -55,9 +55,22 @@ func (s *Server) poll(c *gin.Context) {
 	}
 	ctx, uid := c.Request.Context(), userID(c)
 	asked := c.Query("session_id")
+	sessionID, done, err := s.broker.PollSession(ctx, uid, asked, c.Request.UserAgent())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	defer done()
+	// A poll that goes on with its session may find the feed the session's
+	// last poll kept. A session that ended takes its feed with it: the
+	// poll starts afresh.
 	var feed *events.PollFeed
 	if given {
 		feed = s.broker.TakePollFeed(asked, uid, cursor)
+	}
+	if feed != nil && sessionID != asked {
+		feed.Close()
+		feed = nil
 	}
 	// Whatever path the poll takes, a feed it holds is kept or closed.
 	defer func() {
@@ -67,22 +80,6 @@ func (s *Server) poll(c *gin.Context) {
 	}()
 	start, last, reset := cursor, cursor, false
 	if feed == nil {
-		var ok bool
-		if start, last, reset, ok = s.startCursor(c, cursor, given); !ok {
-			return
-		}
-	}
-	sessionID, done, err := s.broker.PollSession(ctx, uid, asked, c.Request.UserAgent())
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	defer done()
-	if feed != nil && sessionID != asked {
-		// The session the feed was kept for has ended: this poll starts a
-		// new one, and its cursor is checked like any first poll's.
-		feed.Close()
-		feed = nil
 		var ok bool
 		if start, last, reset, ok = s.startCursor(c, cursor, given); !ok {
 			return

@@ -27,7 +27,7 @@ func (s *Store) CreateDirect(ctx context.Context, me, other string) (conv *Conve
 			return err
 		}
 		now := s.now()
-		c := &Conversation{ID: newID(), Kind: KindDirect, DirectKey: &key, CreatedAt: now, LastActivityAt: now}
+		c := &Conversation{ID: newID(), Kind: KindDirect, DirectKey: &key, CreatedAt: now, LastActivityAt: now, MemberCount: len(pair)}
 		res, err := tx.NewInsert().Model(c).On("CONFLICT (direct_key) DO NOTHING").Exec(ctx)
 		if err != nil {
 			return err
@@ -62,7 +62,7 @@ func (s *Store) CreateGroup(ctx context.Context, me string, others []string, tit
 			return err
 		}
 		now := s.now()
-		c := &Conversation{ID: newID(), Kind: KindGroup, Title: title, CreatedAt: now, LastActivityAt: now}
+		c := &Conversation{ID: newID(), Kind: KindGroup, Title: title, CreatedAt: now, LastActivityAt: now, MemberCount: len(members)}
 		if _, err := tx.NewInsert().Model(c).Exec(ctx); err != nil {
 			return err
 		}
@@ -73,7 +73,8 @@ func (s *Store) CreateGroup(ctx context.Context, me string, others []string, tit
 	return conv, ptrs, err
 }
 
-// startConversation adds the members of a just-inserted conversation and
+// startConversation adds the members of a just-inserted conversation (its
+// MemberCount already theirs) and
 // appends conversation.created to each of their streams.
 func (s *Store) startConversation(ctx context.Context, tx bun.Tx, me string, c *Conversation, members []string) (*Conversation, []Pointer, error) {
 	rows := make([]Member, len(members))
@@ -81,9 +82,6 @@ func (s *Store) startConversation(ctx context.Context, tx bun.Tx, me string, c *
 		rows[i] = Member{ConversationID: c.ID, UserID: u, JoinedAt: c.CreatedAt}
 	}
 	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return nil, nil, err
-	}
-	if err := countMembers(ctx, tx, c.ID, len(members)); err != nil {
 		return nil, nil, err
 	}
 	conv, err := loadConversation(ctx, tx, me, c.ID)

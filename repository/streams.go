@@ -154,27 +154,25 @@ func (s *Store) resolveShared(ctx context.Context, events []Event) error {
 	if err := s.db.NewSelect().Model(&rows).Where("id IN (?)", bun.List(ids)).Scan(ctx); err != nil {
 		return fmt.Errorf("repository: read shared event data: %w", err)
 	}
-	byID := make(map[string]*eventData, len(rows))
-	for i := range rows {
-		byID[rows[i].ID] = &rows[i]
+	type datum struct {
+		s string
+		b []byte
 	}
-	shared := make(map[string][]byte, len(rows))
+	shared := make(map[string]datum, len(rows))
+	for _, d := range rows {
+		shared[d.ID] = datum{d.Data, []byte(d.Data)}
+	}
 	for i := range events {
 		e := &events[i]
 		if e.DataID == nil {
 			continue
 		}
-		d, ok := byID[*e.DataID]
+		d, ok := shared[*e.DataID]
 		if !ok {
 			// Pruning deletes shared data only when no row points at it.
 			return fmt.Errorf("repository: event %s/%d: shared data %s is missing", e.UserID, e.Seq, *e.DataID)
 		}
-		b, ok := shared[d.ID]
-		if !ok {
-			b = []byte(d.Data)
-			shared[d.ID] = b
-		}
-		e.Data, e.shared = d.Data, b
+		e.Data, e.shared = d.s, d.b
 	}
 	return nil
 }
