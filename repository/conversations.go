@@ -74,8 +74,8 @@ func (s *Store) CreateGroup(ctx context.Context, me string, others []string, tit
 }
 
 // startConversation adds the members of a just-inserted conversation (its
-// MemberCount already theirs) and
-// appends conversation.created to each of their streams.
+// MemberCount already counts them) and appends conversation.created to
+// each of their streams.
 func (s *Store) startConversation(ctx context.Context, tx bun.Tx, me string, c *Conversation, members []string) (*Conversation, []Pointer, error) {
 	rows := make([]Member, len(members))
 	for i, u := range members {
