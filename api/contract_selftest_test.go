@@ -13,7 +13,7 @@ import (
 )
 
 // TestContractDocument checks openapi.yaml itself: it is a valid OpenAPI 3.1
-// document, it has exactly the operations of API.md, binds to no host, and
+// document, it has exactly the operations of the HTTP contract, binds to no host, and
 // every operation declares the error statuses that apply to it.
 func TestContractDocument(t *testing.T) {
 	doc, _, err := loadContract()
