@@ -77,8 +77,9 @@ func TestPollSessionKeepsItsSubscription(t *testing.T) {
 		if p := e.pollFrom(bob.Token, s, c0, 0); fmt.Sprint(positions(p)) != "["+p1+" "+p2+"]" || p.Cursor != p2 {
 			t.Fatalf("poll from %s after acknowledging %s: %+v", c0, p1, p)
 		}
-		// A poll without its session keeps nothing.
-		if p := e.poll(bob.Token, "cursor="+p2+"&timeout=0"); p.SessionID == s || len(p.Events) != 0 {
+		// A poll without its session_id is the same client's session
+		// (same address and user agent), but keeps no subscription.
+		if p := e.poll(bob.Token, "cursor="+p2+"&timeout=0"); p.SessionID != s || len(p.Events) != 0 {
 			t.Fatalf("poll without session: %+v", p)
 		}
 		if n := e.broker.KeptPollFeeds(); n != 1 {

@@ -54,7 +54,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Channel:          "confab",
-		Hub:              HubConfig{Buffer: 256, Page: 256, Ring: 4096, SlowAfter: 10 * time.Second},
+		Hub:              HubConfig{Buffer: 256, Page: 256, Ring: 4096, SlowAfter: 10 * time.Second, MaxPerUser: 32},
 		SafetyPoll:       5 * time.Second,
 		ListenerPing:     5 * time.Second,
 		TypingTTL:        5 * time.Second,
@@ -391,12 +391,6 @@ func (b *Broker) OpenSession(ctx context.Context, userID, transport, userAgent s
 		return "", nil, err
 	}
 	return id, func() { b.sessions.close(id, userID) }, nil
-}
-
-// PollSession returns the long-poll session to use for a poll (reusing
-// sessionID when it is the user's); done marks the poll finished.
-func (b *Broker) PollSession(ctx context.Context, userID, sessionID, userAgent string) (id string, done func(), err error) {
-	return b.sessions.poll(ctx, userID, sessionID, userAgent)
 }
 
 // OnlineContacts lists the users who share a conversation with userID and

@@ -48,6 +48,9 @@ const (
 var (
 	ErrSlowConsumer = errors.New("events: subscriber too slow")
 	ErrShutdown     = errors.New("events: node shutting down")
+	// ErrTooMany: the user opened more streams and polls than a user may
+	// hold open on one node; this was the oldest.
+	ErrTooMany = errors.New("events: too many streams for one user")
 )
 
 // ErrInvalidCursor is a cursor that is not a position.

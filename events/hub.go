@@ -52,7 +52,9 @@ type Hub struct {
 	convs map[string]map[*user]struct{} // conversation -> local users with an open span
 	// waiting are live subscriptions whose until the tail has not reached.
 	waiting map[*Subscription]struct{}
-	closed  bool
+	// subscribed counts subscriptions ever made: their order.
+	subscribed uint64
+	closed     bool
 }
 
 // HubConfig tunes a Hub.
@@ -67,6 +69,10 @@ type HubConfig struct {
 	// SlowAfter is how long a subscriber may stay behind before it is
 	// disconnected (it resumes from its cursor).
 	SlowAfter time.Duration
+	// MaxPerUser bounds one user's streams and waiting polls on this node
+	// (0: no bound); a new one beyond it ends the user's oldest, which
+	// would resume from its cursor if its client still wanted it.
+	MaxPerUser int
 }
 
 // user is a user with subscribers on this node.
@@ -146,7 +152,18 @@ func (h *Hub) Subscribe(userID string, after, until repository.Position) *Subscr
 		h.users[userID] = u
 	}
 	u.subs[s] = struct{}{}
-	s.u, s.catching = u, true
+	h.subscribed++
+	s.u, s.catching, s.order = u, true, h.subscribed
+	if h.cfg.MaxPerUser > 0 && len(u.subs) > h.cfg.MaxPerUser {
+		var oldest *Subscription
+		for o := range u.subs {
+			if oldest == nil || o.order < oldest.order {
+				oldest = o
+			}
+		}
+		h.removeLocked(oldest, ErrTooMany)
+		h.metrics.Evicted.Inc()
+	}
 	h.mu.Unlock()
 	go h.catchUp(s)
 	return s

@@ -16,6 +16,9 @@ const maxCatchUpWait = 10 * time.Second
 type PollRequest struct {
 	UserID    string
 	UserAgent string
+	// Addr is the client's address: with UserAgent, it finds the session
+	// of a client that does not send session_id back.
+	Addr string
 	// SessionID is the session_id of the client's previous answer, if any.
 	SessionID string
 	// Cursor is the client's cursor ("": none, answer at once with the
@@ -43,7 +46,7 @@ type PollAnswer struct {
 // the session's last answer ended reads nothing from the database, and one
 // whose answer was lost gets the same events again.
 func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error) {
-	sessionID, done, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.UserAgent)
+	sessionID, done, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Addr, req.UserAgent)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,7 @@ type Subscription struct {
 	// Guarded by hub.mu. cursor is the position of the last durable event
 	// queued (or the one it started after); live: the tail hands the
 	// subscription its events; catching: a catchUp runs for it.
+	order       uint64 // when it was made, among the hub's subscriptions
 	cursor      repository.Position
 	until       repository.Position
 	live        bool
@@ -93,8 +94,8 @@ func (s *Subscription) push(ev *Event, bufSize int) bool {
 // Done is closed when the hub ends the subscription; Err says why.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
-// Err is ErrSlowConsumer or ErrShutdown (or the database error that kept
-// it from starting) once Done is closed.
+// Err is ErrSlowConsumer, ErrTooMany or ErrShutdown (or the database error
+// that kept it from starting) once Done is closed.
 func (s *Subscription) Err() error {
 	select {
 	case <-s.done:

@@ -235,24 +235,74 @@ func (s *Store) ReadLog(ctx context.Context, after Position, limit int, known []
 	return evs, err
 }
 
-// LogHead returns the position of the last final event (where retention
-// cut, when nothing is kept): where a node starts tailing, and where a
-// client that brings no cursor starts.
+// headWait bounds how long LogHead waits for the last event stored to
+// become final.
+const headWait = 2 * time.Second
+
+// LogHead returns the position of the last event stored once it is final
+// (where retention cut, when nothing is kept): where a node starts tailing,
+// and where a client that brings no cursor starts. A transaction of this
+// database still in progress holds the final head back; LogHead waits for
+// it a moment (up to headWait, then answers with the final head it has),
+// so that a client starting right after a write starts after it.
 func (s *Store) LogHead(ctx context.Context) (Position, error) {
-	var p Position
-	var err error
+	var target Position
+	delay := time.Millisecond
+	deadline := time.Now().Add(headWait)
+	for first := true; ; first = false {
+		head, last, err := s.logHead(ctx)
+		if err != nil {
+			return head, err
+		}
+		if first {
+			target = last
+		}
+		if !head.Less(target) || time.Now().After(deadline) {
+			return head, nil
+		}
+		select {
+		case <-ctx.Done():
+			return head, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+// logHead returns the last final position and the last stored one (both
+// the floor when nothing is kept).
+func (s *Store) logHead(ctx context.Context) (head, last Position, err error) {
+	var row struct {
+		Floor   string `bun:"floor"`
+		HeadXID *int64 `bun:"head_xid"`
+		HeadID  *int64 `bun:"head_id"`
+		LastXID *int64 `bun:"last_xid"`
+		LastID  *int64 `bun:"last_id"`
+	}
+	final := "true"
 	if s.IsPostgres() {
-		err = s.db.DB.QueryRowContext(ctx, `SELECT l.xid, l.id FROM log AS l WHERE l.xid < `+horizonPG+`
-			ORDER BY l.xid DESC, l.id DESC LIMIT 1`).Scan(&p.XID, &p.ID)
-	} else {
-		err = s.db.NewRaw("SELECT xid, id FROM log ORDER BY id DESC LIMIT 1").Scan(ctx, &p.XID, &p.ID)
+		final = "l.xid < " + horizonPG
 	}
-	if errors.Is(err, sql.ErrNoRows) {
-		// Nothing kept: the head is where retention cut (zero at first).
-		floor, _, err := s.LogBounds(ctx)
-		return floor, err
+	err = s.db.NewRaw(`SELECT (SELECT value FROM settings WHERE key = 'log_floor') AS floor,
+			h.xid AS head_xid, h.id AS head_id, l.xid AS last_xid, l.id AS last_id
+		FROM (SELECT 1) AS one
+		LEFT JOIN (SELECT l.xid, l.id FROM log AS l WHERE `+final+` ORDER BY l.xid DESC, l.id DESC LIMIT 1) AS h ON true
+		LEFT JOIN (SELECT xid, id FROM log ORDER BY xid DESC, id DESC LIMIT 1) AS l ON true`).Scan(ctx, &row)
+	if err != nil {
+		return head, last, err
 	}
-	return p, err
+	floor, err := ParsePosition(row.Floor)
+	if err != nil {
+		return head, last, fmt.Errorf("repository: log floor %q: %w", row.Floor, err)
+	}
+	head, last = floor, floor
+	if row.HeadID != nil {
+		head = Position{*row.HeadXID, *row.HeadID}
+	}
+	if row.LastID != nil {
+		last = Position{*row.LastXID, *row.LastID}
+	}
+	return head, last, nil
 }
 
 // LogBounds returns what a resuming cursor must lie between: the floor
