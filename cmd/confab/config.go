@@ -3,8 +3,12 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -137,7 +141,13 @@ func parseConfig(args []string) (*Config, error) {
 		return nil, e.err
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	cfg.API.MaxBodyBytes = int64(maxBody)
 	cfg.API.HashParams.MemoryKiB, cfg.API.HashParams.Time = uint32(max(hashMemory, 0)), uint32(max(hashTime, 0))
@@ -193,6 +203,16 @@ func validate(cfg *Config) error {
 	}
 	if cfg.API.HashParams.MemoryKiB < 8*uint32(cfg.API.HashParams.Threads) {
 		return fmt.Errorf("password-hash-memory must be at least %d KiB", 8*cfg.API.HashParams.Threads)
+	}
+	for _, p := range cfg.API.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil && net.ParseIP(p) == nil {
+			return fmt.Errorf("trusted-proxies: %q is neither an IP address nor a CIDR", p)
+		}
+	}
+	for _, o := range cfg.API.CORSOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil) {
+			return fmt.Errorf("cors-origins: %q is not an origin such as https://chat.example.com (or *)", o)
+		}
 	}
 	if cfg.Events.Retention < time.Hour {
 		return fmt.Errorf("retention must be at least 1h: clients offline longer than that would reset")

@@ -1,9 +1,11 @@
 package main
 
 import (
-	"github.com/confab-chat/confab/api"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/confab-chat/confab/api"
 )
 
 func TestConfigRefusesBrokenSettings(t *testing.T) {
@@ -56,5 +58,48 @@ func TestConfigPasswordHash(t *testing.T) {
 	}
 	if cfg, _ := parseConfig(nil); cfg.API.HashParams != api.DefaultHashParams {
 		t.Fatalf("default hash params %+v, want OWASP's %+v", cfg.API.HashParams, api.DefaultHashParams)
+	}
+}
+
+// TestConfigRefusesBadLists: a list with one bad entry is refused whole,
+// naming the entry, instead of being half applied.
+func TestConfigRefusesBadLists(t *testing.T) {
+	for _, tc := range []struct{ flag, value, bad string }{
+		{"-trusted-proxies", "10.0.0.1,not-an-ip", "not-an-ip"},
+		{"-trusted-proxies", "10.0.0.0/33", "10.0.0.0/33"},
+		{"-cors-origins", "https://app.example,app.example", "app.example"},
+		{"-cors-origins", "https://app.example/path", "https://app.example/path"},
+	} {
+		_, err := parseConfig([]string{tc.flag, tc.value})
+		if err == nil || !strings.Contains(err.Error(), strconv.Quote(tc.bad)) {
+			t.Errorf("%s %s: %v", tc.flag, tc.value, err)
+		}
+	}
+	cfg, err := parseConfig([]string{"-trusted-proxies", "10.0.0.1, 192.168.0.0/16,::1", "-cors-origins", "https://app.example,http://localhost:3000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.API.TrustedProxies) != 3 || len(cfg.API.CORSOrigins) != 2 {
+		t.Fatalf("proxies %q, origins %q", cfg.API.TrustedProxies, cfg.API.CORSOrigins)
+	}
+}
+
+// TestUnknownCommandIsAUsageError: a mistyped command or a stray argument
+// exits 2 instead of serving with the defaults.
+func TestUnknownCommandIsAUsageError(t *testing.T) {
+	for _, args := range [][]string{
+		{"servee"},
+		{"serve", "extra"},
+		{"-addr", "127.0.0.1:0", "stray"},
+		{"serve", "-no-such-flag"},
+		{"migrate"},
+		{"migrate", "sideways"},
+	} {
+		if code := exitCode(run(t.Context(), args)); code != 2 {
+			t.Errorf("confab %s: exit status %d, want 2", strings.Join(args, " "), code)
+		}
+	}
+	if code := exitCode(run(t.Context(), []string{"version"})); code != 0 {
+		t.Errorf("confab version: exit status %d", code)
 	}
 }
