@@ -85,6 +85,7 @@ type Server struct {
 	web        fs.FS
 	tokens     *tokens
 	passwords  *passwords
+	origins    *http.CrossOriginProtection
 	userFails  *limiters
 	addrFails  *limiters
 	typingRate *limiters
@@ -113,6 +114,7 @@ func New(cfg Config, log *slog.Logger, store *repository.Store, broker *events.B
 		userFails:  newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerUser),
 		addrFails:  newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerAddr),
 	}
+	s.origins = newOriginCheck(cfg.CORSOrigins, log)
 	return s
 }
 
@@ -136,10 +138,11 @@ func (s *Server) Handler() http.Handler {
 	s.mountWeb(r)
 
 	v1 := r.Group("/v1")
-	v1.POST("/auth/register", s.register)
-	v1.POST("/auth/login", s.login)
-	v1.POST("/auth/refresh", s.refresh)
-	v1.POST("/auth/logout", s.logout)
+	auth := v1.Group("/auth", s.sameOrigin)
+	auth.POST("/register", s.register)
+	auth.POST("/login", s.login)
+	auth.POST("/refresh", s.refresh)
+	auth.POST("/logout", s.logout)
 
 	authed := v1.Group("", s.requireBearer)
 	authed.GET("/me", s.me)
