@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -63,13 +64,40 @@ func validateCredentials(in credentials) string {
 		return "username must be 3-32 characters of a-z, 0-9, '_', '.', '-'"
 	case len(in.Password) < 8 || len(in.Password) > 256:
 		return "password must be 8-256 bytes"
+	case strings.IndexFunc(in.Password, unicode.IsControl) >= 0:
+		return "password must not contain control characters (NUL, tab, newline, ...)"
+	case strings.TrimSpace(in.Password) == "":
+		return "password must not be only spaces"
 	case utf8.RuneCountInString(in.DisplayName) > 64:
 		return "display_name must be at most 64 characters"
 	}
-	for _, r := range in.DisplayName {
-		if unicode.IsControl(r) {
+	return validateDisplayName(in.DisplayName)
+}
+
+// validateDisplayName refuses what would let a name pass for another or
+// disturb the text around it: control characters, bidirectional controls
+// (U+202E turns "alice" + "txt.exe" around), and names with nothing
+// visible (only spaces, zero-width characters or combining marks). Other
+// format characters stay allowed: the zero-width joiner builds emoji and
+// some scripts need it.
+const brailleBlank = '\u2800'
+
+func validateDisplayName(name string) string {
+	visible := name == "" // empty: the username is used
+	for _, r := range name {
+		switch {
+		case unicode.IsControl(r):
 			return "display_name must not contain control characters"
+		case unicode.Is(unicode.Bidi_Control, r):
+			return "display_name must not contain bidirectional control characters"
+		case unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) &&
+			!unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) && r != brailleBlank:
+			// Letters such as U+3164 HANGUL FILLER render as nothing.
+			visible = true
 		}
+	}
+	if !visible {
+		return "display_name must contain a visible character"
 	}
 	return ""
 }
