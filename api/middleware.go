@@ -71,6 +71,23 @@ func redactQuery(raw string) string {
 	return q.Encode()
 }
 
+// securityHeaders go on every response: no MIME sniffing (a message body
+// served as JSON must never run as HTML), and no Referer, which could carry
+// the access_token query parameter of a stream URL to another site.
+func securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	c.Next()
+}
+
+// noStore keeps every API response, which carries a user's data or tokens,
+// out of browser and proxy caches. The SSE stream sets its own no-cache.
+func noStore(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.Next()
+}
+
 // recoverer turns a panic into a logged 500 problem.
 func (s *Server) recoverer(c *gin.Context) {
 	defer func() {

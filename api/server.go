@@ -125,19 +125,21 @@ func (s *Server) Handler() http.Handler {
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
 	r.SetTrustedProxies(s.cfg.TrustedProxies) //nolint:errcheck // validated in cmd
-	r.Use(s.recoverer, s.requestLog, s.writeDeadline, s.cors, s.limitBody)
+	r.Use(s.recoverer, s.requestLog, securityHeaders, s.writeDeadline, s.cors, s.limitBody)
 	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, CodeNotFound, "no such route") })
 	r.NoMethod(func(c *gin.Context) { problem(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "") })
 
 	r.GET("/healthz", s.healthz)
+	r.HEAD("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	r.HEAD("/readyz", s.readyz)
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", confab.OpenAPI) })
 	if s.metrics != nil {
 		r.GET("/metrics", gin.WrapH(s.metrics))
 	}
 	s.mountWeb(r)
 
-	v1 := r.Group("/v1")
+	v1 := r.Group("/v1", noStore)
 	auth := v1.Group("/auth", s.sameOrigin)
 	auth.POST("/register", s.register)
 	auth.POST("/login", s.login)
