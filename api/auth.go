@@ -1,6 +1,8 @@
 package api
 
 import (
+	"errors"
+	"math"
 	"net/http"
 	"regexp"
 	"strings"
@@ -32,7 +34,9 @@ type tokensResponse struct {
 	ExpiresIn    int              `json:"expires_in"`
 }
 
-// register creates an account and logs it in.
+// register creates an account and logs it in. Everything cheap comes
+// before the password hash: the input checks, the per-address limit, and
+// whether the name is free.
 func (s *Server) register(c *gin.Context) {
 	var in credentials
 	if !decode(c, &in) {
@@ -42,19 +46,36 @@ func (s *Server) register(c *gin.Context) {
 		problem(c, http.StatusBadRequest, CodeInvalidField, msg)
 		return
 	}
+	if s.registers != nil {
+		if ok, retry := s.registers.allow(c.ClientIP()); !ok {
+			tooMany(c, retry)
+			return
+		}
+	}
+	ctx := c.Request.Context()
+	if _, err := s.store.UserByUsername(ctx, in.Username); err == nil {
+		s.fail(c, repository.ErrUsernameTaken)
+		return
+	} else if !errors.Is(err, repository.ErrNotFound) {
+		s.fail(c, err)
+		return
+	}
 	if in.DisplayName == "" {
 		in.DisplayName = in.Username
 	}
-	hash, err := s.passwords.hash(c.Request.Context(), in.Password)
+	hash, err := s.passwords.hash(ctx, in.Password)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	u, err := s.store.CreateUser(c.Request.Context(), in.Username, in.DisplayName, hash)
+	// A concurrent registration of the same name still loses here, on the
+	// unique index.
+	u, err := s.store.CreateUser(ctx, in.Username, in.DisplayName, hash)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	s.pairFails.succeed(pairKey(u.Username, c.ClientIP()))
 	s.issueTokens(c, http.StatusCreated, u, "")
 }
 
@@ -104,7 +125,7 @@ func validateDisplayName(name string) string {
 
 // login exchanges a username and password for tokens. An unknown username
 // and a wrong password get the same answer in about the same time, and
-// failures are rate limited per username and per client address.
+// failures are throttled per (username, address) and per address.
 func (s *Server) login(c *gin.Context) {
 	var in struct {
 		Username string `json:"username"`
@@ -148,22 +169,33 @@ func (s *Server) login(c *gin.Context) {
 		problem(c, http.StatusUnauthorized, CodeInvalidCredentials, "")
 		return
 	}
+	s.pairFails.succeed(pairKey(in.Username, c.ClientIP()))
 	s.issueTokens(c, http.StatusOK, u, "")
 }
 
-// admitLogin holds a token of the per-address and, for a name register
-// would accept, the per-username failure limit while the (slow) password
-// check runs, so concurrent guesses cannot all pass; end(failed) spends
-// them only on a failure. Junk names get no bucket, so they cannot grow
-// the limiter's map. A refused attempt has been answered with a 429.
+func pairKey(username, addr string) string { return username + " " + addr }
+
+// admitLogin applies the failure throttles (OWASP: per username and
+// address, and per address, with growing delays rather than a lockout).
+// There is no limit per username alone: guessing from elsewhere must not
+// lock the owner out. An address that is guessing cannot slow a
+// (username, address) that logged in before, so one attacker behind an
+// office NAT does not lock the office out. The throttles hold the attempt
+// as a failure while the slow password check runs, and end(failed) settles
+// it. Junk names get no (username, address) entry, so they cannot grow
+// its map. A refused attempt has been answered with a 429.
 func (s *Server) admitLogin(c *gin.Context, username string, valid bool) (end func(failed bool), ok bool) {
-	type limit struct {
-		lim *limiters
+	addr := c.ClientIP()
+	type throttle struct {
+		b   *backoff
 		key string
 	}
-	limits := []limit{{s.addrFails, "a:" + c.ClientIP()}}
+	var throttles []throttle
 	if valid {
-		limits = append(limits, limit{s.userFails, "u:" + username})
+		throttles = append(throttles, throttle{s.pairFails, pairKey(username, addr)})
+	}
+	if !valid || !s.pairFails.trusted(pairKey(username, addr)) {
+		throttles = append(throttles, throttle{s.addrFails, addr})
 	}
 	var ends []func(failed bool)
 	end = func(failed bool) {
@@ -171,11 +203,11 @@ func (s *Server) admitLogin(c *gin.Context, username string, valid bool) (end fu
 			e(failed)
 		}
 	}
-	for _, l := range limits {
-		ok, retry, e := l.lim.begin(l.key)
+	for _, t := range throttles {
+		ok, retry, e := t.b.begin(t.key)
 		if !ok {
 			end(false)
-			tooMany(c, retry)
+			tooMany(c, int(math.Ceil(retry.Seconds())))
 			return nil, false
 		}
 		ends = append(ends, e)

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/confab-chat/confab/api"
 )
@@ -20,6 +21,16 @@ func TestConfigRefusesBrokenSettings(t *testing.T) {
 		{"-presence-max-members", "0"},
 		{"-password-hash-time", "0"},
 		{"-password-hash-memory", "4"},
+		{"-register-burst", "-1"},
+		{"-register-interval", "0s"},
+		{"-register-hash-concurrency", "0"},
+		{"-login-hash-concurrency", "0"},
+		{"-login-free-failures", "0"},
+		{"-login-free-failures-per-addr", "0"},
+		{"-login-backoff", "0s"},
+		{"-login-backoff", "1m", "-login-backoff-max", "30s"},
+		{"-login-failure-window", "0s"},
+		{"-login-trust", "-1h"},
 	} {
 		if _, err := parseConfig(args); err == nil {
 			t.Errorf("%v was accepted", args)
@@ -101,5 +112,31 @@ func TestUnknownCommandIsAUsageError(t *testing.T) {
 	}
 	if code := exitCode(run(t.Context(), []string{"version"})); code != 0 {
 		t.Errorf("confab version: exit status %d", code)
+	}
+}
+
+// TestConfigAbuseLimits: every limit has a flag and an environment
+// variable, and the defaults are the API's.
+func TestConfigAbuseLimits(t *testing.T) {
+	cfg, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := api.DefaultConfig()
+	if cfg.API.RegisterBurst != def.RegisterBurst || cfg.API.LoginBackoffMax != def.LoginBackoffMax || cfg.API.LoginHashConcurrency != def.LoginHashConcurrency {
+		t.Fatalf("defaults differ from api.DefaultConfig: %+v", cfg.API)
+	}
+	t.Setenv("CONFAB_REGISTER_BURST", "0")
+	t.Setenv("CONFAB_LOGIN_TRUST", "48h")
+	cfg, err = parseConfig([]string{"-register-interval", "10m", "-register-hash-concurrency", "3", "-login-hash-concurrency", "5",
+		"-login-free-failures", "4", "-login-free-failures-per-addr", "40", "-login-backoff", "2s", "-login-backoff-max", "1h", "-login-failure-window", "2h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.API
+	if a.RegisterBurst != 0 || a.RegisterInterval != 10*time.Minute || a.RegisterHashConcurrency != 3 || a.LoginHashConcurrency != 5 ||
+		a.LoginFreeFailures != 4 || a.LoginFreeFailuresPerAddr != 40 || a.LoginBackoff != 2*time.Second || a.LoginBackoffMax != time.Hour ||
+		a.LoginFailureWindow != 2*time.Hour || a.LoginTrust != 48*time.Hour {
+		t.Fatalf("limits not applied: %+v", a)
 	}
 }
