@@ -56,7 +56,8 @@ func TestRegisterRateLimit(t *testing.T) {
 
 // TestRegisterFloodLeavesLoginsASlot: while registrations hold every hash
 // slot they may use, a login still gets its own slot and succeeds, and a
-// registration of a taken name is refused at once, without hashing. The
+// registration of a taken or invalid name is refused at once, without
+// hashing. The
 // registrations are held by a hook inside the hash, so the test depends
 // on structure, not on timing.
 func TestRegisterFloodLeavesLoginsASlot(t *testing.T) {
@@ -104,6 +105,8 @@ func TestRegisterFloodLeavesLoginsASlot(t *testing.T) {
 		}
 		r = e.doCtx(ctx, "POST", "/v1/auth/register", "", map[string]string{"username": alice.Username, "password": password})
 		r.wantProblem(t, http.StatusConflict, "username_taken")
+		r = e.doCtx(ctx, "POST", "/v1/auth/register", "", map[string]string{"username": "Not Valid", "password": password})
+		r.wantProblem(t, http.StatusBadRequest, "invalid_field")
 		if len(hashing) != 0 {
 			t.Fatal("a registration hashed beyond the registration slots")
 		}

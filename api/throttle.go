@@ -21,9 +21,10 @@ type backoff struct {
 	trustFor  time.Duration
 	now       func() time.Time
 
-	mu     sync.Mutex
-	keys   map[string]*failures
-	lastGC time.Time
+	mu      sync.Mutex
+	maxKeys int
+	keys    map[string]*failures
+	lastGC  time.Time
 }
 
 type failures struct {
@@ -33,13 +34,15 @@ type failures struct {
 	trusted  time.Time // the latest success; zero: none
 }
 
-// maxBackoffKeys bounds the map: past it, entries that hold only old
-// failures are dropped early.
+// maxBackoffKeys bounds the map (each entry is ~100 bytes).
 const maxBackoffKeys = 1 << 17
+
+// overflowKey is the entry that new keys share while the map is full.
+const overflowKey = ""
 
 func newBackoff(free int, base, max, forget, trustFor time.Duration) *backoff {
 	return &backoff{free: free, base: base, max: max, forget: forget, trustFor: trustFor,
-		now: time.Now, keys: map[string]*failures{}}
+		now: time.Now, maxKeys: maxBackoffKeys, keys: map[string]*failures{}}
 }
 
 // wait is how long the next attempt must wait after the latest of n
@@ -55,9 +58,12 @@ func (b *backoff) wait(n int) time.Duration {
 	return d
 }
 
-// getLocked returns key's entry, creating it; b.mu is held.
+// getLocked returns key's entry, creating it; b.mu is held. While the map
+// is full (attempts from very many addresses or names), new keys share
+// one entry: that fails closed, where dropping entries would forgive
+// failures.
 func (b *backoff) getLocked(key string, now time.Time) *failures {
-	if now.Sub(b.lastGC) > time.Minute || len(b.keys) >= maxBackoffKeys {
+	if now.Sub(b.lastGC) > time.Minute {
 		for k, f := range b.keys {
 			if f.inflight == 0 && (f.n == 0 || now.Sub(f.last) > b.forget) && (f.trusted.IsZero() || now.Sub(f.trusted) > b.trustFor) {
 				delete(b.keys, k)
@@ -66,6 +72,10 @@ func (b *backoff) getLocked(key string, now time.Time) *failures {
 		b.lastGC = now
 	}
 	f, ok := b.keys[key]
+	if !ok && len(b.keys) >= b.maxKeys {
+		key = overflowKey
+		f, ok = b.keys[key]
+	}
 	if !ok {
 		f = &failures{}
 		b.keys[key] = f
@@ -110,6 +120,9 @@ func (b *backoff) succeed(key string) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if _, ok := b.keys[key]; !ok && len(b.keys) >= b.maxKeys {
+		return // the shared overflow entry is nobody's to forgive
+	}
 	f := b.getLocked(key, now)
 	f.n = 0
 	f.trusted = now

@@ -75,3 +75,35 @@ func TestBackoffGrows(t *testing.T) {
 		t.Fatal("trust outlived its window")
 	}
 }
+
+// TestBackoffFull: while the map is full, new keys share one entry, so
+// failures still count (no key is forgotten early) and the map stays
+// bounded.
+func TestBackoffFull(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := newBackoff(2, time.Hour, time.Hour, time.Hour, time.Hour)
+	b.now = func() time.Time { return now }
+	b.maxKeys = 3
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		ok, _, end := b.begin(k)
+		if !ok {
+			t.Fatalf("%s refused", k)
+		}
+		end(true)
+	}
+	if len(b.keys) != 4 { // a, b, c and the shared entry of d and e
+		t.Fatalf("%d keys", len(b.keys))
+	}
+	if ok, _, _ := b.begin("f"); ok {
+		t.Fatal("a new key was admitted past the failures of the shared entry")
+	}
+	b.succeed("g")
+	if ok, _, _ := b.begin("f"); ok || b.trusted("g") {
+		t.Fatal("a success forgave the shared entry")
+	}
+	if ok, _, end := b.begin("a"); !ok {
+		t.Fatal("an existing key lost its own entry")
+	} else {
+		end(false)
+	}
+}
