@@ -1,8 +1,11 @@
 package api
 
 import (
+	"errors"
+	"math"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -31,7 +34,9 @@ type tokensResponse struct {
 	ExpiresIn    int              `json:"expires_in"`
 }
 
-// register creates an account and logs it in.
+// register creates an account and logs it in. Everything cheap comes
+// before the password hash: the input checks, the per-address limit, and
+// whether the name is free.
 func (s *Server) register(c *gin.Context) {
 	var in credentials
 	if !decode(c, &in) {
@@ -41,19 +46,36 @@ func (s *Server) register(c *gin.Context) {
 		problem(c, http.StatusBadRequest, CodeInvalidField, msg)
 		return
 	}
+	if s.registers != nil {
+		if ok, retry := s.registers.allow(c.ClientIP()); !ok {
+			tooMany(c, retry)
+			return
+		}
+	}
+	ctx := c.Request.Context()
+	if _, err := s.store.UserByUsername(ctx, in.Username); err == nil {
+		s.fail(c, repository.ErrUsernameTaken)
+		return
+	} else if !errors.Is(err, repository.ErrNotFound) {
+		s.fail(c, err)
+		return
+	}
 	if in.DisplayName == "" {
 		in.DisplayName = in.Username
 	}
-	hash, err := s.passwords.hash(c.Request.Context(), in.Password)
+	hash, err := s.passwords.hash(ctx, in.Password)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	u, err := s.store.CreateUser(c.Request.Context(), in.Username, in.DisplayName, hash)
+	// A concurrent registration of the same name still loses here, on the
+	// unique index.
+	u, err := s.store.CreateUser(ctx, in.Username, in.DisplayName, hash)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	s.pairFails.succeed(pairKey(u.Username, c.ClientIP()))
 	s.issueTokens(c, http.StatusCreated, u, "")
 }
 
@@ -63,20 +85,47 @@ func validateCredentials(in credentials) string {
 		return "username must be 3-32 characters of a-z, 0-9, '_', '.', '-'"
 	case len(in.Password) < 8 || len(in.Password) > 256:
 		return "password must be 8-256 bytes"
+	case strings.IndexFunc(in.Password, unicode.IsControl) >= 0:
+		return "password must not contain control characters (NUL, tab, newline, ...)"
+	case strings.TrimSpace(in.Password) == "":
+		return "password must not be only spaces"
 	case utf8.RuneCountInString(in.DisplayName) > 64:
 		return "display_name must be at most 64 characters"
 	}
-	for _, r := range in.DisplayName {
-		if unicode.IsControl(r) {
+	return validateDisplayName(in.DisplayName)
+}
+
+// validateDisplayName refuses what would let a name pass for another or
+// disturb the text around it: control characters, bidirectional controls
+// (U+202E turns "alice" + "txt.exe" around), and names with nothing
+// visible (only spaces, zero-width characters or combining marks). Other
+// format characters stay allowed: the zero-width joiner builds emoji and
+// some scripts need it.
+const brailleBlank = '\u2800'
+
+func validateDisplayName(name string) string {
+	visible := name == "" // empty: the username is used
+	for _, r := range name {
+		switch {
+		case unicode.IsControl(r):
 			return "display_name must not contain control characters"
+		case unicode.Is(unicode.Bidi_Control, r):
+			return "display_name must not contain bidirectional control characters"
+		case unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) &&
+			!unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) && r != brailleBlank:
+			// Letters such as U+3164 HANGUL FILLER render as nothing.
+			visible = true
 		}
+	}
+	if !visible {
+		return "display_name must contain a visible character"
 	}
 	return ""
 }
 
 // login exchanges a username and password for tokens. An unknown username
 // and a wrong password get the same answer in about the same time, and
-// failures are rate limited per username and per client address.
+// failures are throttled per (username, address) and per address.
 func (s *Server) login(c *gin.Context) {
 	var in struct {
 		Username string `json:"username"`
@@ -120,22 +169,33 @@ func (s *Server) login(c *gin.Context) {
 		problem(c, http.StatusUnauthorized, CodeInvalidCredentials, "")
 		return
 	}
+	s.pairFails.succeed(pairKey(in.Username, c.ClientIP()))
 	s.issueTokens(c, http.StatusOK, u, "")
 }
 
-// admitLogin holds a token of the per-address and, for a name register
-// would accept, the per-username failure limit while the (slow) password
-// check runs, so concurrent guesses cannot all pass; end(failed) spends
-// them only on a failure. Junk names get no bucket, so they cannot grow
-// the limiter's map. A refused attempt has been answered with a 429.
+func pairKey(username, addr string) string { return username + " " + addr }
+
+// admitLogin applies the failure throttles (OWASP: per username and
+// address, and per address, with growing delays rather than a lockout).
+// There is no limit per username alone: guessing from elsewhere must not
+// lock the owner out. An address that is guessing cannot slow a
+// (username, address) that logged in before, so one attacker behind an
+// office NAT does not lock the office out. The throttles hold the attempt
+// as a failure while the slow password check runs, and end(failed) settles
+// it. Junk names get no (username, address) entry, so they cannot grow
+// its map. A refused attempt has been answered with a 429.
 func (s *Server) admitLogin(c *gin.Context, username string, valid bool) (end func(failed bool), ok bool) {
-	type limit struct {
-		lim *limiters
+	addr := c.ClientIP()
+	type throttle struct {
+		b   *backoff
 		key string
 	}
-	limits := []limit{{s.addrFails, "a:" + c.ClientIP()}}
+	var throttles []throttle
 	if valid {
-		limits = append(limits, limit{s.userFails, "u:" + username})
+		throttles = append(throttles, throttle{s.pairFails, pairKey(username, addr)})
+	}
+	if !valid || !s.pairFails.trusted(pairKey(username, addr)) {
+		throttles = append(throttles, throttle{s.addrFails, addr})
 	}
 	var ends []func(failed bool)
 	end = func(failed bool) {
@@ -143,11 +203,11 @@ func (s *Server) admitLogin(c *gin.Context, username string, valid bool) (end fu
 			e(failed)
 		}
 	}
-	for _, l := range limits {
-		ok, retry, e := l.lim.begin(l.key)
+	for _, t := range throttles {
+		ok, retry, e := t.b.begin(t.key)
 		if !ok {
 			end(false)
-			tooMany(c, retry)
+			tooMany(c, int(math.Ceil(retry.Seconds())))
 			return nil, false
 		}
 		ends = append(ends, e)

@@ -125,48 +125,91 @@ func TestLoginGivesNothingAway(t *testing.T) {
 	})
 }
 
-func TestLoginRateLimit(t *testing.T) {
+// loginFrom logs in as a client at addr (behind the trusted proxy that
+// throttle tests configure).
+func (e *env) loginFrom(addr, username, pw string) resp {
+	e.t.Helper()
+	body := map[string]string{"username": username, "password": pw}
+	return e.doWith("POST", "/v1/auth/login", http.Header{"X-Forwarded-For": {addr}}, body, false)
+}
+
+// throttleConfig trusts the loopback proxy, so tests can speak from any
+// address with X-Forwarded-For, and makes every delay an hour, so nothing
+// depends on timing.
+func throttleConfig() api.Config {
+	cfg := testConfig()
+	cfg.TrustedProxies = []string{"127.0.0.1"}
+	cfg.LoginFreeFailures = 3
+	cfg.LoginFreeFailuresPerAddr = 5
+	cfg.LoginBackoff = time.Hour
+	cfg.LoginBackoffMax = 4 * time.Hour
+	return cfg
+}
+
+// wantThrottled fails unless r is a 429 with a Retry-After of at least min
+// seconds.
+func wantThrottled(t *testing.T, r resp, min int) {
+	t.Helper()
+	r.wantProblem(t, http.StatusTooManyRequests, "rate_limited")
+	if n, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || n < min {
+		t.Fatalf("Retry-After %q, want at least %d", r.header.Get("Retry-After"), min)
+	}
+}
+
+// TestLoginThrottle: failures are throttled per (username, address) and per
+// address with growing delays, never per username alone: guessing cannot
+// lock the owner out from elsewhere, and one guesser behind an office NAT
+// cannot lock out the colleagues who logged in from there before.
+func TestLoginThrottle(t *testing.T) {
 	eachStore(t, func(t *testing.T, store *repository.Store) {
-		t.Run("per username", func(t *testing.T) {
-			cfg := testConfig()
-			cfg.LoginFailuresPerUser = 3
-			cfg.LoginFailuresPerAddr = 100
-			cfg.LoginFailureInterval = time.Hour
-			e := newEnv(t, store, cfg)
-			alice, bob := e.register("alice"), e.register("bob")
-			ghost := "ghost_" + randomHex(3)
-			for _, name := range []string{alice.Username, ghost} {
-				for range 3 {
-					e.login(name, "wrong horse").wantProblem(t, http.StatusUnauthorized, "invalid_credentials")
-				}
-				r := e.login(name, "wrong horse")
-				r.wantProblem(t, http.StatusTooManyRequests, "rate_limited")
-				if n, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || n < 1 {
-					t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
-				}
+		e := newEnv(t, store, throttleConfig())
+		alice, bob, carol, dave := e.register("alice"), e.register("bob"), e.register("carol"), e.register("dave")
+
+		t.Run("per username and address", func(t *testing.T) {
+			const attacker, home = "203.0.113.1", "198.51.100.1"
+			for range 3 {
+				e.loginFrom(attacker, alice.Username, "wrong horse").wantProblem(t, http.StatusUnauthorized, "invalid_credentials")
 			}
-			// Even the right password waits: the limit is on the username.
-			e.login(alice.Username, password).wantProblem(t, http.StatusTooManyRequests, "rate_limited")
-			// Others are not affected, and success costs nothing.
-			for range 5 {
-				e.tokens(e.must(http.StatusOK, "POST", "/v1/auth/login", "", map[string]string{"username": bob.Username, "password": password}))
-			}
+			wantThrottled(t, e.loginFrom(attacker, alice.Username, "wrong horse"), 3600)
+			// The guesser waits even with the right password...
+			wantThrottled(t, e.loginFrom(attacker, alice.Username, password), 3600)
+			// ...but alice, from an address that has not been guessing, does not.
+			e.tokens(e.loginFrom(home, alice.Username, password))
+			e.loginFrom(home, alice.Username, "typo horse").wantProblem(t, http.StatusUnauthorized, "invalid_credentials")
+			// Other users from the guessing address are not affected either.
+			e.tokens(e.loginFrom(attacker, bob.Username, password))
 		})
-		t.Run("per address", func(t *testing.T) {
-			cfg := testConfig()
-			cfg.LoginFailuresPerUser = 100
-			cfg.LoginFailuresPerAddr = 3
-			cfg.LoginFailureInterval = time.Hour
-			e := newEnv(t, store, cfg)
-			alice := e.register("alice")
-			for i := range 3 {
-				e.login("nobody_"+strconv.Itoa(i), "wrong horse").wantProblem(t, http.StatusUnauthorized, "invalid_credentials")
+
+		t.Run("a success forgives", func(t *testing.T) {
+			const addr = "198.51.100.2"
+			for range 2 {
+				e.loginFrom(addr, bob.Username, "wrong horse").wantProblem(t, http.StatusUnauthorized, "invalid_credentials")
 			}
-			r := e.login(alice.Username, password)
-			r.wantProblem(t, http.StatusTooManyRequests, "rate_limited")
-			if r.header.Get("Retry-After") == "" {
-				t.Fatal("no Retry-After")
+			e.tokens(e.loginFrom(addr, bob.Username, password))
+			for range 3 {
+				e.loginFrom(addr, bob.Username, "wrong horse").wantProblem(t, http.StatusUnauthorized, "invalid_credentials")
 			}
+			wantThrottled(t, e.loginFrom(addr, bob.Username, "wrong horse"), 3600)
+		})
+
+		t.Run("per address, behind one NAT", func(t *testing.T) {
+			const office, elsewhere = "192.0.2.10", "192.0.2.99"
+			e.tokens(e.loginFrom(office, carol.Username, password)) // carol works here
+			// Someone in the office sprays passwords over many names.
+			for i := range 5 {
+				name := "nobody_" + strconv.Itoa(i)
+				if i == 4 {
+					name = "N" // not a valid username: counted all the same
+				}
+				e.loginFrom(office, name, "wrong horse").wantProblem(t, http.StatusUnauthorized, "invalid_credentials")
+			}
+			wantThrottled(t, e.loginFrom(office, "nobody_9", "wrong horse"), 3600)
+			// A name never used from the office waits, wherever its owner is...
+			wantThrottled(t, e.loginFrom(office, dave.Username, password), 3600)
+			e.tokens(e.loginFrom(elsewhere, dave.Username, password))
+			// ...but carol, who logged in from the office before, gets in.
+			e.tokens(e.loginFrom(office, carol.Username, password))
+			e.tokens(e.loginFrom(office, carol.Username, password))
 		})
 	})
 }
@@ -283,8 +326,8 @@ func TestMeAndUserSearch(t *testing.T) {
 func TestLoginLimitHoldsUnderConcurrency(t *testing.T) {
 	eachStore(t, func(t *testing.T, store *repository.Store) {
 		cfg := testConfig()
-		cfg.LoginFailuresPerUser = 3
-		cfg.LoginFailureInterval = time.Hour
+		cfg.LoginFreeFailures = 3
+		cfg.LoginBackoff = time.Hour
 		e := newEnv(t, store, cfg)
 		alice := e.register("alice")
 		statuses := make(chan int, 20)

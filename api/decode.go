@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"reflect"
 	"strings"
@@ -20,8 +21,15 @@ import (
 // encoding/json is lenient: the raw bytes must be valid UTF-8 (json would
 // turn bad bytes into U+FFFD), lone surrogate escapes are refused, keys must
 // match a field exactly (json matches case-insensitively) and appear once,
-// and nothing may follow the value.
+// and nothing may follow the value. The body must be declared
+// application/json: a browser sends text/plain, form and multipart bodies
+// cross-site without a CORS preflight, so accepting them would let any page
+// post JSON-looking forms with the victim's cookies.
 func decode(c *gin.Context, dst any) bool {
+	if !isJSONContentType(c.GetHeader("Content-Type")) {
+		problem(c, http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "send the body with Content-Type: application/json")
+		return false
+	}
 	data, err := io.ReadAll(c.Request.Body)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -58,6 +66,16 @@ func decode(c *gin.Context, dst any) bool {
 		return false
 	}
 	return true
+}
+
+// isJSONContentType accepts application/json, with no charset or UTF-8.
+func isJSONContentType(header string) bool {
+	mt, params, err := mime.ParseMediaType(header)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
 // isText reports whether a string from the client can be stored as text:

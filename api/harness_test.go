@@ -32,6 +32,7 @@ type env struct {
 	t      testing.TB
 	store  *repository.Store
 	broker *events.Broker
+	srv    *api.Server
 	stop   func() // stops the node as SIGTERM would (idempotent)
 	logs   *syncBuffer
 	url    string
@@ -43,6 +44,7 @@ func testConfig() api.Config {
 	cfg := api.DefaultConfig()
 	cfg.JWTSecret = []byte("test-secret-test-secret-test-secret!")
 	cfg.HashParams = cheapHash
+	cfg.RegisterBurst = 1 << 20 // tests register many users from one address
 	return cfg
 }
 
@@ -101,7 +103,7 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 		})
 	}
 	t.Cleanup(stop)
-	return &env{t: t, store: store, broker: broker, stop: stop, logs: logs, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
+	return &env{t: t, store: store, broker: broker, srv: srv, stop: stop, logs: logs, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
 }
 
 func randomHex(n int) string {

@@ -71,6 +71,23 @@ func redactQuery(raw string) string {
 	return q.Encode()
 }
 
+// securityHeaders go on every response: no MIME sniffing (a message body
+// served as JSON must never run as HTML), and no Referer, which could carry
+// the access_token query parameter of a stream URL to another site.
+func securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	c.Next()
+}
+
+// noStore keeps every API response, which carries a user's data or tokens,
+// out of browser and proxy caches. The SSE stream sets its own no-cache.
+func noStore(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.Next()
+}
+
 // recoverer turns a panic into a logged 500 problem.
 func (s *Server) recoverer(c *gin.Context) {
 	defer func() {
@@ -115,6 +132,37 @@ func (s *Server) cors(c *gin.Context) {
 		h.Set("Access-Control-Max-Age", "600")
 		c.AbortWithStatus(http.StatusNoContent)
 		return
+	}
+	c.Next()
+}
+
+// newOriginCheck builds the cross-site check of the auth endpoints. The
+// configured CORS origins are trusted; "*" trusts every origin (nil: no
+// check), since a client served from anywhere must be able to log in.
+func newOriginCheck(corsOrigins []string, log *slog.Logger) *http.CrossOriginProtection {
+	if slices.Contains(corsOrigins, "*") {
+		return nil
+	}
+	p := http.NewCrossOriginProtection()
+	for _, o := range corsOrigins {
+		if err := p.AddTrustedOrigin(o); err != nil {
+			log.Warn("ignoring a CORS origin", slog.String("origin", o), slog.Any("err", err))
+		}
+	}
+	return p
+}
+
+// sameOrigin refuses cross-site browser requests (Sec-Fetch-Site, or Origin
+// against Host for older browsers) to the auth endpoints, which set the
+// token cookie: a page elsewhere must not sign the victim's browser in to
+// the attacker's account (login CSRF). Clients that send neither header,
+// such as curl, are not browsers and pass.
+func (s *Server) sameOrigin(c *gin.Context) {
+	if s.origins != nil {
+		if err := s.origins.Check(c.Request); err != nil {
+			problem(c, http.StatusForbidden, CodeCrossOrigin, "this endpoint accepts browser requests only from the site itself or a configured CORS origin")
+			return
+		}
 	}
 	c.Next()
 }

@@ -23,39 +23,49 @@ type HashParams struct {
 var DefaultHashParams = HashParams{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
 
 // passwords hashes and verifies passwords with argon2id. Each hash takes
-// ~19 MiB and tens of milliseconds, so at most `slots` run at once: a burst
-// of logins queues instead of exhausting memory.
+// ~19 MiB and tens of milliseconds, so few run at once: a burst queues
+// instead of exhausting memory. Logins (verify) and registrations (hash)
+// have separate slots, so that a registration flood, which any address
+// can start, cannot starve the logins of existing users.
 type passwords struct {
-	params HashParams
-	slots  chan struct{}
+	params      HashParams
+	verifySlots chan struct{}
+	hashSlots   chan struct{}
 	// dummy is verified against when the user does not exist, so that an
 	// unknown username costs the same time as a wrong password.
 	dummy string
+	// onHash, when set (tests only), runs while hash holds its slot.
+	onHash func()
 }
 
-func newPasswords(p HashParams, concurrency int) *passwords {
-	pw := &passwords{params: p, slots: make(chan struct{}, max(concurrency, 1))}
+func newPasswords(p HashParams, verifyConcurrency, hashConcurrency int) *passwords {
+	pw := &passwords{
+		params:      p,
+		verifySlots: make(chan struct{}, max(verifyConcurrency, 1)),
+		hashSlots:   make(chan struct{}, max(hashConcurrency, 1)),
+	}
 	pw.dummy = pw.encode([]byte("confab-dummy-password"))
 	return pw
 }
 
-func (p *passwords) acquire(ctx context.Context) error {
+func acquire(ctx context.Context, slots chan struct{}) error {
 	select {
-	case p.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (p *passwords) release() { <-p.slots }
-
 // hash returns the PHC string of password.
 func (p *passwords) hash(ctx context.Context, password string) (string, error) {
-	if err := p.acquire(ctx); err != nil {
+	if err := acquire(ctx, p.hashSlots); err != nil {
 		return "", err
 	}
-	defer p.release()
+	defer func() { <-p.hashSlots }()
+	if p.onHash != nil {
+		p.onHash()
+	}
 	return p.encode([]byte(password)), nil
 }
 
@@ -73,10 +83,10 @@ var errBadHash = errors.New("malformed password hash")
 // verify reports whether password matches encoded. An empty encoded hash
 // (unknown user) is checked against the dummy and never matches.
 func (p *passwords) verify(ctx context.Context, encoded, password string) (bool, error) {
-	if err := p.acquire(ctx); err != nil {
+	if err := acquire(ctx, p.verifySlots); err != nil {
 		return false, err
 	}
-	defer p.release()
+	defer func() { <-p.verifySlots }()
 	known := encoded != ""
 	if !known {
 		encoded = p.dummy

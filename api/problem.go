@@ -27,6 +27,8 @@ const (
 	CodeInvalidField        = "invalid_field"
 	CodeInvalidCursor       = "invalid_cursor"
 	CodeBodyTooLarge        = "body_too_large"
+	CodeUnsupportedMedia    = "unsupported_media_type"
+	CodeCrossOrigin         = "cross_origin"
 	CodeUnauthorized        = "unauthorized"
 	CodeInvalidCredentials  = "invalid_credentials"
 	CodeInvalidRefreshToken = "invalid_refresh_token"
@@ -47,6 +49,8 @@ var titles = map[string]string{
 	CodeInvalidField:        "A field is missing or invalid",
 	CodeInvalidCursor:       "Invalid cursor",
 	CodeBodyTooLarge:        "Request body too large",
+	CodeUnsupportedMedia:    "Request body must be application/json",
+	CodeCrossOrigin:         "Cross-origin request refused",
 	CodeUnauthorized:        "Authentication required",
 	CodeInvalidCredentials:  "Invalid username or password",
 	CodeInvalidRefreshToken: "Invalid refresh token",

@@ -8,8 +8,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// limiters is a set of token buckets by key (a username, a client address,
-// a user and conversation). Idle buckets are dropped so the map stays small.
+// limiters is a set of token buckets by key (a client address, a user and
+// conversation). Idle buckets are dropped so the map stays small.
 type limiters struct {
 	mu      sync.Mutex
 	every   rate.Limit
@@ -21,9 +21,6 @@ type limiters struct {
 type bucket struct {
 	lim  *rate.Limiter
 	seen time.Time
-	// inflight counts attempts admitted by begin and not yet ended: they
-	// hold a token until they know whether they count.
-	inflight int
 }
 
 func newLimiters(every time.Duration, burst int) *limiters {
@@ -36,7 +33,7 @@ func (l *limiters) getLocked(key string, now time.Time) *bucket {
 		// A bucket idle long enough to be full again carries no state.
 		full := time.Duration(float64(l.burst)/float64(l.every)) * time.Second
 		for k, b := range l.buckets {
-			if now.Sub(b.seen) > full && b.inflight == 0 {
+			if now.Sub(b.seen) > full {
 				delete(l.buckets, k)
 			}
 		}
@@ -67,33 +64,9 @@ func (l *limiters) allow(key string) (ok bool, retryAfter int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.getLocked(key, now)
-	if b.lim.TokensAt(now)-float64(b.inflight) < 1 {
+	if b.lim.TokensAt(now) < 1 {
 		return false, retryAfterLocked(b, now)
 	}
 	b.lim.ReserveN(now, 1)
 	return true, 0
-}
-
-// begin admits an attempt whose cost is known only at its end (a login is
-// limited on failures): it holds one of key's tokens while it runs, so
-// concurrent attempts cannot all pass a check made before any of them
-// failed. end(failed) spends the token on a failure and returns it
-// otherwise.
-func (l *limiters) begin(key string) (ok bool, retryAfter int, end func(failed bool)) {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.getLocked(key, now)
-	if b.lim.TokensAt(now)-float64(b.inflight) < 1 {
-		return false, retryAfterLocked(b, now), nil
-	}
-	b.inflight++
-	return true, 0, func(failed bool) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		b.inflight--
-		if failed {
-			b.lim.ReserveN(time.Now(), 1)
-		}
-	}
 }

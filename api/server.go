@@ -30,8 +30,12 @@ type Config struct {
 	// behind a TLS-terminating proxy).
 	SecureCookies bool
 
-	HashParams      HashParams
-	HashConcurrency int
+	HashParams HashParams
+	// Password hashes run in two bounded pools, each hash taking ~19 MiB:
+	// logins (a verify each) and registrations. Separate pools mean a
+	// registration flood cannot take the slots logins need.
+	LoginHashConcurrency    int
+	RegisterHashConcurrency int
 
 	// Streams: heartbeat comment interval, the reconnect hint given to
 	// EventSource, and the deadline of each write to a client.
@@ -45,33 +49,51 @@ type Config struct {
 	TypingBurst    int
 	TypingInterval time.Duration
 
-	// Failed logins allowed per username and per client address: a burst,
-	// then one per interval.
-	LoginFailuresPerUser int
-	LoginFailuresPerAddr int
-	LoginFailureInterval time.Duration
+	// Failed logins are throttled per (username, client address) and per
+	// client address: a number of free failures, then growing delays from
+	// LoginBackoff up to LoginBackoffMax; failures are forgotten after
+	// LoginFailureWindow without one. A (username, address) that logged in
+	// is trusted for LoginTrust: guessing by others from its address (one
+	// NAT) does not hold it up.
+	LoginFreeFailures        int
+	LoginFreeFailuresPerAddr int
+	LoginBackoff             time.Duration
+	LoginBackoffMax          time.Duration
+	LoginFailureWindow       time.Duration
+	LoginTrust               time.Duration
+
+	// Registrations per client address: a burst, then one per interval
+	// (RegisterBurst 0: unlimited).
+	RegisterBurst    int
+	RegisterInterval time.Duration
 }
 
 // DefaultConfig returns production defaults (the secret is left empty).
 func DefaultConfig() Config {
 	return Config{
-		Issuer:               "confab",
-		Audience:             "confab",
-		AccessTTL:            15 * time.Minute,
-		RefreshTTL:           30 * 24 * time.Hour,
-		MaxBodyBytes:         64 << 10,
-		MaxGroupMembers:      1000,
-		HashParams:           DefaultHashParams,
-		HashConcurrency:      4,
-		LoginFailuresPerUser: 10,
-		LoginFailuresPerAddr: 50,
-		LoginFailureInterval: 30 * time.Second,
-		StreamHeartbeat:      15 * time.Second,
-		StreamRetry:          2 * time.Second,
-		StreamWriteTimeout:   10 * time.Second,
-		WriteTimeout:         30 * time.Second,
-		TypingBurst:          5,
-		TypingInterval:       time.Second,
+		Issuer:                   "confab",
+		Audience:                 "confab",
+		AccessTTL:                15 * time.Minute,
+		RefreshTTL:               30 * 24 * time.Hour,
+		MaxBodyBytes:             64 << 10,
+		MaxGroupMembers:          1000,
+		HashParams:               DefaultHashParams,
+		LoginHashConcurrency:     4,
+		RegisterHashConcurrency:  2,
+		LoginFreeFailures:        5,
+		LoginFreeFailuresPerAddr: 50,
+		LoginBackoff:             time.Second,
+		LoginBackoffMax:          15 * time.Minute,
+		LoginFailureWindow:       time.Hour,
+		LoginTrust:               30 * 24 * time.Hour,
+		RegisterBurst:            10,
+		RegisterInterval:         time.Minute,
+		StreamHeartbeat:          15 * time.Second,
+		StreamRetry:              2 * time.Second,
+		StreamWriteTimeout:       10 * time.Second,
+		WriteTimeout:             30 * time.Second,
+		TypingBurst:              5,
+		TypingInterval:           time.Second,
 	}
 }
 
@@ -85,8 +107,10 @@ type Server struct {
 	web        fs.FS
 	tokens     *tokens
 	passwords  *passwords
-	userFails  *limiters
-	addrFails  *limiters
+	origins    *http.CrossOriginProtection
+	pairFails  *backoff
+	addrFails  *backoff
+	registers  *limiters
 	typingRate *limiters
 }
 
@@ -109,10 +133,14 @@ func New(cfg Config, log *slog.Logger, store *repository.Store, broker *events.B
 		web:        opts.Web,
 		typingRate: newLimiters(cfg.TypingInterval, cfg.TypingBurst),
 		tokens:     newTokens(cfg.JWTSecret, cfg.Issuer, cfg.Audience, cfg.AccessTTL),
-		passwords:  newPasswords(cfg.HashParams, cfg.HashConcurrency),
-		userFails:  newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerUser),
-		addrFails:  newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerAddr),
+		passwords:  newPasswords(cfg.HashParams, cfg.LoginHashConcurrency, cfg.RegisterHashConcurrency),
+		pairFails:  newBackoff(cfg.LoginFreeFailures, cfg.LoginBackoff, cfg.LoginBackoffMax, cfg.LoginFailureWindow, cfg.LoginTrust),
+		addrFails:  newBackoff(cfg.LoginFreeFailuresPerAddr, cfg.LoginBackoff, cfg.LoginBackoffMax, cfg.LoginFailureWindow, 0),
 	}
+	if cfg.RegisterBurst > 0 {
+		s.registers = newLimiters(cfg.RegisterInterval, cfg.RegisterBurst)
+	}
+	s.origins = newOriginCheck(cfg.CORSOrigins, log)
 	return s
 }
 
@@ -123,23 +151,26 @@ func (s *Server) Handler() http.Handler {
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
 	r.SetTrustedProxies(s.cfg.TrustedProxies) //nolint:errcheck // validated in cmd
-	r.Use(s.recoverer, s.requestLog, s.writeDeadline, s.cors, s.limitBody)
+	r.Use(s.recoverer, s.requestLog, securityHeaders, s.writeDeadline, s.cors, s.limitBody)
 	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, CodeNotFound, "no such route") })
 	r.NoMethod(func(c *gin.Context) { problem(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "") })
 
 	r.GET("/healthz", s.healthz)
+	r.HEAD("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	r.HEAD("/readyz", s.readyz)
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", confab.OpenAPI) })
 	if s.metrics != nil {
 		r.GET("/metrics", gin.WrapH(s.metrics))
 	}
 	s.mountWeb(r)
 
-	v1 := r.Group("/v1")
-	v1.POST("/auth/register", s.register)
-	v1.POST("/auth/login", s.login)
-	v1.POST("/auth/refresh", s.refresh)
-	v1.POST("/auth/logout", s.logout)
+	v1 := r.Group("/v1", noStore)
+	auth := v1.Group("/auth", s.sameOrigin)
+	auth.POST("/register", s.register)
+	auth.POST("/login", s.login)
+	auth.POST("/refresh", s.refresh)
+	auth.POST("/logout", s.logout)
 
 	authed := v1.Group("", s.requireBearer)
 	authed.GET("/me", s.me)

@@ -3,8 +3,12 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -124,6 +128,16 @@ func parseConfig(args []string) (*Config, error) {
 	e.Int(&maxBody, "max-body-bytes", maxBody, "request body limit in bytes")
 	e.Int(&hashMemory, "password-hash-memory", hashMemory, "argon2id memory per password hash, KiB (OWASP minimum: 19456 with time 2)")
 	e.Int(&hashTime, "password-hash-time", hashTime, "argon2id passes per password hash")
+	e.Int(&cfg.API.LoginHashConcurrency, "login-hash-concurrency", cfg.API.LoginHashConcurrency, "password checks of logins running at once (each takes the hash memory)")
+	e.Int(&cfg.API.RegisterHashConcurrency, "register-hash-concurrency", cfg.API.RegisterHashConcurrency, "password hashes of registrations running at once, apart from the logins'")
+	e.Int(&cfg.API.RegisterBurst, "register-burst", cfg.API.RegisterBurst, "registrations per client address before register-interval applies (0: unlimited)")
+	e.Duration(&cfg.API.RegisterInterval, "register-interval", cfg.API.RegisterInterval, "then one registration per client address per interval")
+	e.Int(&cfg.API.LoginFreeFailures, "login-free-failures", cfg.API.LoginFreeFailures, "failed logins per username and client address before delays start")
+	e.Int(&cfg.API.LoginFreeFailuresPerAddr, "login-free-failures-per-addr", cfg.API.LoginFreeFailuresPerAddr, "failed logins per client address before delays start")
+	e.Duration(&cfg.API.LoginBackoff, "login-backoff", cfg.API.LoginBackoff, "first delay after the free failed logins; it doubles with each further failure")
+	e.Duration(&cfg.API.LoginBackoffMax, "login-backoff-max", cfg.API.LoginBackoffMax, "longest delay between failed logins")
+	e.Duration(&cfg.API.LoginFailureWindow, "login-failure-window", cfg.API.LoginFailureWindow, "failed logins are forgotten after this long without one")
+	e.Duration(&cfg.API.LoginTrust, "login-trust", cfg.API.LoginTrust, "a username that logged in from an address is not slowed by other failures from that address for this long")
 	e.Int(&cfg.API.MaxGroupMembers, "max-group-members", cfg.API.MaxGroupMembers, "members per group")
 	e.Int(&cfg.PresenceMaxMembers, "presence-max-members", repository.DefaultPresenceMaxMembers, "presence is shared through conversations of at most this many members")
 	e.Duration(&cfg.API.StreamHeartbeat, "stream-heartbeat", cfg.API.StreamHeartbeat, "SSE comment heartbeat interval")
@@ -139,7 +153,13 @@ func parseConfig(args []string) (*Config, error) {
 		return nil, e.err
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	cfg.API.MaxBodyBytes = int64(maxBody)
 	cfg.API.HashParams.MemoryKiB, cfg.API.HashParams.Time = uint32(max(hashMemory, 0)), uint32(max(hashTime, 0))
@@ -179,6 +199,9 @@ func validate(cfg *Config) error {
 		"stream-heartbeat": cfg.API.StreamHeartbeat, "typing-ttl": cfg.Events.TypingTTL,
 		"retention": cfg.Events.Retention, "safety-poll": cfg.Events.SafetyPoll,
 		"slow-consumer-timeout": cfg.Events.Hub.SlowAfter, "shutdown-grace": cfg.ShutdownGrace,
+		"register-interval": cfg.API.RegisterInterval, "login-backoff": cfg.API.LoginBackoff,
+		"login-backoff-max": cfg.API.LoginBackoffMax, "login-failure-window": cfg.API.LoginFailureWindow,
+		"login-trust": cfg.API.LoginTrust,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s must be positive, not %v", name, d)
@@ -189,6 +212,8 @@ func validate(cfg *Config) error {
 		"max-group-members": int64(cfg.API.MaxGroupMembers), "db-max-conns": int64(cfg.DBMaxConns),
 		"presence-max-members": int64(cfg.PresenceMaxMembers), "password-hash-time": int64(cfg.API.HashParams.Time),
 		"max-streams-per-user": int64(cfg.Events.Hub.MaxPerUser), "event-ring": int64(cfg.Events.Hub.Ring),
+		"login-hash-concurrency": int64(cfg.API.LoginHashConcurrency), "register-hash-concurrency": int64(cfg.API.RegisterHashConcurrency),
+		"login-free-failures": int64(cfg.API.LoginFreeFailures), "login-free-failures-per-addr": int64(cfg.API.LoginFreeFailuresPerAddr),
 	} {
 		if n < 1 {
 			return fmt.Errorf("%s must be at least 1, not %d", name, n)
@@ -196,6 +221,22 @@ func validate(cfg *Config) error {
 	}
 	if cfg.API.HashParams.MemoryKiB < 8*uint32(cfg.API.HashParams.Threads) {
 		return fmt.Errorf("password-hash-memory must be at least %d KiB", 8*cfg.API.HashParams.Threads)
+	}
+	if cfg.API.RegisterBurst < 0 {
+		return fmt.Errorf("register-burst must be at least 0 (0: unlimited), not %d", cfg.API.RegisterBurst)
+	}
+	if cfg.API.LoginBackoffMax < cfg.API.LoginBackoff {
+		return fmt.Errorf("login-backoff-max (%v) must not be below login-backoff (%v)", cfg.API.LoginBackoffMax, cfg.API.LoginBackoff)
+	}
+	for _, p := range cfg.API.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil && net.ParseIP(p) == nil {
+			return fmt.Errorf("trusted-proxies: %q is neither an IP address nor a CIDR", p)
+		}
+	}
+	for _, o := range cfg.API.CORSOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil) {
+			return fmt.Errorf("cors-origins: %q is not an origin such as https://chat.example.com (or *)", o)
+		}
 	}
 	if cfg.Events.Retention < time.Hour {
 		return fmt.Errorf("retention must be at least 1h: clients offline longer than that would reset")

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/confab-chat/confab/bench"
@@ -27,26 +28,52 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "confab:", err)
-		os.Exit(1)
+		if errors.As(err, new(usageError)) {
+			fmt.Fprintln(os.Stderr, usage)
+		}
+		os.Exit(exitCode(err))
 	}
+}
+
+const usage = "usage: confab [serve] [flags] | confab migrate up|down|status [flags] | confab version | confab bench run|reference|sql [flags]\nRun `confab serve -h` for the flags."
+
+// usageError is a command line confab does not understand. It exits 2, as
+// the flag package does, so that a typo such as `confab servee` fails
+// instead of serving with defaults.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// exitCode is the process status for an error run returned.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, new(usageError)):
+		return 2
+	}
+	return 1
 }
 
 func run(ctx context.Context, args []string) error {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "version" || args[0] == "help" || args[0] == "bench") {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
+	case "serve":
 	case "version":
 		fmt.Println("confab", version)
 		return nil
 	case "help":
-		fmt.Println("usage: confab [serve] [flags] | confab migrate up|down|status [flags] | confab version | confab bench run|reference|sql [flags]\nRun `confab serve -h` for the flags.")
+		fmt.Println(usage)
 		return nil
 	case "migrate":
 		return migrateCmd(ctx, args)
 	case "bench":
 		return bench.Main(ctx, args, os.Stdout)
+	default:
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	cfg, err := parseConfig(args)
 	if err != nil {

@@ -10,8 +10,8 @@ import (
 
 // migrateCmd runs `confab migrate up|down|status`.
 func migrateCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("usage: confab migrate up|down|status [flags]")
+	if len(args) == 0 || (args[0] != "up" && args[0] != "down" && args[0] != "status") {
+		return usageError{"usage: confab migrate up|down|status [flags]"}
 	}
 	action := args[0]
 	cfg, err := parseConfig(args[1:])
@@ -61,8 +61,6 @@ func migrateCmd(ctx context.Context, args []string) error {
 			}
 			fmt.Printf("%s_%s\t%s\n", m.Name, m.Comment, state)
 		}
-	default:
-		return fmt.Errorf("unknown migrate action %q (want up, down or status)", action)
 	}
 	return nil
 }
