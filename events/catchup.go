@@ -107,4 +107,3 @@ func (h *Hub) resume(s *Subscription) {
 	h.mu.Unlock()
 	go h.catchUp(s)
 }
-

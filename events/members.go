@@ -171,4 +171,3 @@ func (h *Hub) ringIndexAfter(p repository.Position) int {
 	})
 	return i
 }
-
