@@ -50,6 +50,21 @@ type Config struct {
 	LoginFailuresPerUser int
 	LoginFailuresPerAddr int
 	LoginFailureInterval time.Duration
+
+	// Writes allowed per user, each a token bucket (0: no limit): message
+	// sends per second with a burst; group creations and member additions
+	// per minute. Creating a group with n other members counts as n
+	// additions, so a group cannot start with more than MemberAddsPerMinute
+	// others.
+	SendsPerSecond      int
+	SendBurst           int
+	GroupsPerMinute     int
+	MemberAddsPerMinute int
+
+	// GET /v1/conversations pages: the size without ?limit=, and the
+	// largest ?limit= allowed.
+	ConversationsPage    int
+	ConversationsPageMax int
 }
 
 // DefaultConfig returns production defaults (the secret is left empty).
@@ -72,6 +87,12 @@ func DefaultConfig() Config {
 		WriteTimeout:         30 * time.Second,
 		TypingBurst:          5,
 		TypingInterval:       time.Second,
+		SendsPerSecond:       10,
+		SendBurst:            20,
+		GroupsPerMinute:      10,
+		MemberAddsPerMinute:  100,
+		ConversationsPage:    100,
+		ConversationsPageMax: 500,
 	}
 }
 
@@ -88,6 +109,9 @@ type Server struct {
 	userFails  *limiters
 	addrFails  *limiters
 	typingRate *limiters
+	sendRate   *limiters
+	groupRate  *limiters
+	addRate    *limiters
 }
 
 // Options are the optional parts of a Server.
@@ -112,6 +136,9 @@ func New(cfg Config, log *slog.Logger, store *repository.Store, broker *events.B
 		passwords:  newPasswords(cfg.HashParams, cfg.HashConcurrency),
 		userFails:  newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerUser),
 		addrFails:  newLimiters(cfg.LoginFailureInterval, cfg.LoginFailuresPerAddr),
+		sendRate:   perInterval(cfg.SendsPerSecond, time.Second, cfg.SendBurst),
+		groupRate:  perInterval(cfg.GroupsPerMinute, time.Minute, cfg.GroupsPerMinute),
+		addRate:    perInterval(cfg.MemberAddsPerMinute, time.Minute, cfg.MemberAddsPerMinute),
 	}
 	return s
 }
