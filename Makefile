@@ -1,16 +1,16 @@
 # confab — the two commands a user needs are `make run` and `make test`.
 
 GO        ?= go
-STATICCHECK_VERSION := v0.8.2
-STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
 .PHONY: run build test lint fmt vet staticcheck race pg-restart bench screenshots clean
 
-## run: serve on :8080 with the embedded SQLite store (confab.db), no setup
+## run: serve on :8080 with the embedded SQLite store (confab.db), no setup;
+## ARGS passes flags to confab serve: make run ARGS="-addr :9090"
+ARGS ?=
 run:
-	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/confab serve
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/confab serve $(ARGS)
 
 ## build: the confab binary in ./bin
 build:
@@ -29,11 +29,9 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-$(STATICCHECK):
-	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
-
-staticcheck: $(STATICCHECK)
-	$(STATICCHECK) ./...
+# staticcheck's version is the tool directive in go.mod.
+staticcheck:
+	$(GO) tool staticcheck ./...
 
 race:
 	$(GO) test -race -count=1 -timeout 20m ./...

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -60,6 +61,9 @@ func (s *Server) createConversation(c *gin.Context) {
 		}
 		c.JSON(status, conv)
 	case repository.KindGroup:
+		if !s.allowGroup(c, me, in.MemberIDs) {
+			return
+		}
 		conv, err := s.store.CreateGroup(c.Request.Context(), me, in.MemberIDs, in.Title, s.cfg.MaxGroupMembers)
 		if err != nil {
 			s.fail(c, err)
@@ -71,14 +75,57 @@ func (s *Server) createConversation(c *gin.Context) {
 	}
 }
 
-// listConversations lists the caller's conversations, most recent first.
+// allowGroup takes the caller's tokens for a new group with others: one
+// group creation and one member addition per other member. It has
+// answered the client when it returns false.
+func (s *Server) allowGroup(c *gin.Context, me string, others []string) bool {
+	n := 0
+	seen := map[string]bool{me: true}
+	for _, id := range others {
+		if !seen[id] {
+			seen[id] = true
+			n++
+		}
+	}
+	if most := s.cfg.MemberAddsPerMinute; most > 0 && n > most {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "a group starts with at most "+strconv.Itoa(most)+" other members; add more later")
+		return false
+	}
+	ok, retry, undo := s.groupRate.takeN(me, 1)
+	if !ok {
+		tooMany(c, retry)
+		return false
+	}
+	if ok, retry := s.addRate.allowN(me, n); !ok {
+		undo() // the group was not created
+		tooMany(c, retry)
+		return false
+	}
+	return true
+}
+
+// listConversations lists a page of the caller's conversations, most
+// recent activity first; next_cursor, passed as ?before=, gives the next.
 func (s *Server) listConversations(c *gin.Context) {
-	convs, err := s.store.Conversations(c.Request.Context(), userID(c))
+	limit := s.cfg.ConversationsPage
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > s.cfg.ConversationsPageMax {
+			problem(c, http.StatusBadRequest, CodeInvalidField, "limit must be an integer from 1 to "+strconv.Itoa(s.cfg.ConversationsPageMax))
+			return
+		}
+		limit = n
+	}
+	convs, next, err := s.store.Conversations(c.Request.Context(), userID(c), c.Query("before"), limit)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"conversations": convs})
+	var cursor *string
+	if next != "" {
+		cursor = &next
+	}
+	c.JSON(http.StatusOK, gin.H{"conversations": convs, "has_more": next != "", "next_cursor": cursor})
 }
 
 // getConversation returns one conversation of the caller.
@@ -100,6 +147,10 @@ func (s *Server) addMember(c *gin.Context) {
 		return
 	}
 	if !requireID(c, "user_id", in.UserID) {
+		return
+	}
+	if ok, retry := s.addRate.allow(userID(c)); !ok {
+		tooMany(c, retry)
 		return
 	}
 	conv, err := s.store.AddMember(c.Request.Context(), userID(c), c.Param("id"), in.UserID, s.cfg.MaxGroupMembers)

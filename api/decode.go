@@ -2,29 +2,31 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // decode reads a JSON request body into dst (a pointer to a struct) and
-// answers the client itself when the body is unusable. It is strict where
-// encoding/json is lenient: the raw bytes must be valid UTF-8 (json would
-// turn bad bytes into U+FFFD), lone surrogate escapes are refused, keys must
-// match a field exactly (json matches case-insensitively) and appear once,
-// and nothing may follow the value. The body must be declared
-// application/json: a browser sends text/plain, form and multipart bodies
-// cross-site without a CORS preflight, so accepting them would let any page
-// post JSON-looking forms with the victim's cookies.
+// answers the client itself when the body is unusable. json/v2 is strict
+// where encoding/json is lenient: it refuses invalid UTF-8 and lone
+// surrogate escapes (encoding/json turns both into U+FFFD), duplicate keys,
+// and data after the value, and it matches keys exactly (encoding/json
+// matches them case-insensitively); RejectUnknownMembers refuses the rest.
+// The body must be declared application/json: a browser sends text/plain,
+// form and multipart bodies cross-site without a CORS preflight, so
+// accepting them would let any page post JSON-looking forms with the
+// victim's cookies.
 func decode(c *gin.Context, dst any) bool {
 	if !isJSONContentType(c.GetHeader("Content-Type")) {
 		problem(c, http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "send the body with Content-Type: application/json")
@@ -39,33 +41,29 @@ func decode(c *gin.Context, dst any) bool {
 		problem(c, http.StatusBadRequest, CodeInvalidJSON, "could not read the body")
 		return false
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		problem(c, http.StatusBadRequest, CodeInvalidJSON, "the body is empty; send a JSON object")
+	// json/v2 decodes null into a struct as "nothing to set" and has no
+	// option against it: only an object is a request.
+	if body := bytes.TrimLeft(data, " \t\r\n"); (len(body) == 0 || body[0] != '{') && utf8.Valid(data) {
+		problem(c, http.StatusBadRequest, CodeInvalidJSON, "the body must be a JSON object")
 		return false
 	}
-	if !utf8.Valid(data) {
+	err = json.Unmarshal(data, dst, json.RejectUnknownMembers(true))
+	if err == nil {
+		return true
+	}
+	if se, ok := errors.AsType[*json.SemanticError](err); ok && se.JSONPointer != "" && se.GoType != nil && !errors.Is(err, json.ErrUnknownName) {
+		problem(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("%s must be of type %s", strings.TrimPrefix(string(se.JSONPointer), "/"), jsonType(se.GoType)))
+		return false
+	}
+	// jsontext exports no error for bad UTF-8 or a lone surrogate escape
+	// (both are a SyntacticError with an unexported cause), so they are
+	// told apart here: the raw bytes, and the escape where the error is.
+	if se, ok := errors.AsType[*jsontext.SyntacticError](err); ok && (!utf8.Valid(data) || isSurrogateEscape(data, se.ByteOffset)) {
 		problem(c, http.StatusBadRequest, CodeInvalidUTF8, "")
 		return false
 	}
-	if hasLoneSurrogate(data) {
-		problem(c, http.StatusBadRequest, CodeInvalidUTF8, "the body escapes an unpaired UTF-16 surrogate")
-		return false
-	}
-	if err := checkKeys(data, fieldNames(reflect.TypeOf(dst).Elem())); err != nil {
-		problem(c, http.StatusBadRequest, CodeInvalidJSON, err.Error())
-		return false
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-			problem(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("%s must be of type %s", te.Field, jsonType(te.Type)))
-			return false
-		}
-		problem(c, http.StatusBadRequest, CodeInvalidJSON, err.Error())
-		return false
-	}
-	return true
+	problem(c, http.StatusBadRequest, CodeInvalidJSON, err.Error())
+	return false
 }
 
 // isJSONContentType accepts application/json, with no charset or UTF-8.
@@ -116,137 +114,12 @@ func jsonType(t reflect.Type) string {
 	return "object"
 }
 
-var fieldCache sync.Map // reflect.Type -> map[string]bool
-
-// fieldNames returns the exact JSON keys a struct type accepts.
-func fieldNames(t reflect.Type) map[string]bool {
-	if v, ok := fieldCache.Load(t); ok {
-		return v.(map[string]bool)
+// isSurrogateEscape reports a \uD800-\uDFFF escape at offset: where
+// jsontext reports an unpaired surrogate.
+func isSurrogateEscape(data []byte, offset int64) bool {
+	if offset < 0 || offset+6 > int64(len(data)) || data[offset] != '\\' || data[offset+1] != 'u' {
+		return false
 	}
-	names := map[string]bool{}
-	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name != "" && name != "-" {
-			names[name] = true
-		}
-	}
-	fieldCache.Store(t, names)
-	return names
-}
-
-// checkKeys walks the document: the top level must be an object whose keys
-// are all in allowed, and no object anywhere may repeat a key.
-func checkKeys(data []byte, allowed map[string]bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok != json.Delim('{') {
-		return errors.New("the body must be a JSON object")
-	}
-	if err := walkObject(dec, allowed); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the JSON object")
-	}
-	return nil
-}
-
-// walkObject consumes an object whose '{' was read. allowed, when not nil,
-// restricts its keys.
-func walkObject(dec *json.Decoder, allowed map[string]bool) error {
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		key := tok.(string)
-		if seen[key] {
-			return fmt.Errorf("duplicate key %q", key)
-		}
-		seen[key] = true
-		if allowed != nil && !allowed[key] {
-			return fmt.Errorf("unknown field %q", key)
-		}
-		if err := walkValue(dec); err != nil {
-			return err
-		}
-	}
-	_, err := dec.Token() // '}'
-	return err
-}
-
-func walkValue(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	switch tok {
-	case json.Delim('{'):
-		return walkObject(dec, nil)
-	case json.Delim('['):
-		for dec.More() {
-			if err := walkValue(dec); err != nil {
-				return err
-			}
-		}
-		_, err := dec.Token() // ']'
-		return err
-	}
-	return nil
-}
-
-// hasLoneSurrogate reports a \uD800-\uDFFF escape that is not a valid
-// high-low pair; encoding/json would silently decode it to U+FFFD.
-func hasLoneSurrogate(data []byte) bool {
-	for i := 0; i+6 <= len(data); i++ {
-		if data[i] != '\\' {
-			continue
-		}
-		if data[i+1] != 'u' {
-			i++ // skip the escaped character, e.g. \\ or \"
-			continue
-		}
-		r, ok := hex4(data[i+2 : i+6])
-		if !ok {
-			continue
-		}
-		switch {
-		case r >= 0xD800 && r < 0xDC00:
-			if i+12 > len(data) || data[i+6] != '\\' || data[i+7] != 'u' {
-				return true
-			}
-			lo, ok := hex4(data[i+8 : i+12])
-			if !ok || lo < 0xDC00 || lo > 0xDFFF {
-				return true
-			}
-			i += 11
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return true
-		default:
-			i += 5
-		}
-	}
-	return false
-}
-
-func hex4(b []byte) (rune, bool) {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
+	r, err := strconv.ParseUint(string(data[offset+2:offset+6]), 16, 16)
+	return err == nil && r >= 0xD800 && r <= 0xDFFF
 }

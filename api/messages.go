@@ -30,6 +30,10 @@ func (s *Server) sendMessage(c *gin.Context) {
 		problem(c, http.StatusBadRequest, CodeInvalidField, "client_msg_id must be 1-64 characters, without NUL")
 		return
 	}
+	if ok, retry := s.sendRate.allow(userID(c)); !ok {
+		tooMany(c, retry)
+		return
+	}
 	msg, created, err := s.store.SendMessage(c.Request.Context(), userID(c), c.Param("id"), in.Body, in.ClientMsgID)
 	if err != nil {
 		s.fail(c, err)

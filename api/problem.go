@@ -107,6 +107,8 @@ func (s *Server) fail(c *gin.Context, err error) {
 		problem(c, http.StatusConflict, CodeGroupFull, "at most "+strconv.Itoa(s.cfg.MaxGroupMembers)+" members")
 	case errors.Is(err, events.ErrInvalidCursor):
 		problem(c, http.StatusBadRequest, CodeInvalidCursor, "a cursor is the position an event or answer carried, as it was sent")
+	case errors.Is(err, repository.ErrInvalidCursor):
+		problem(c, http.StatusBadRequest, CodeInvalidCursor, "use the next_cursor of an earlier page")
 	case errors.Is(err, repository.ErrClientMsgConflict):
 		problem(c, http.StatusConflict, CodeClientMsgConflict, "")
 	case c.Request.Context().Err() != nil:

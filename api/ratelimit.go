@@ -59,14 +59,49 @@ func retryAfterLocked(b *bucket, now time.Time) int {
 }
 
 // allow takes one token for key, or says how many seconds until one is free.
-func (l *limiters) allow(key string) (ok bool, retryAfter int) {
+func (l *limiters) allow(key string) (ok bool, retryAfter int) { return l.allowN(key, 1) }
+
+// allowN takes n tokens for key at once, or none and says how many seconds
+// until n are free. A nil *limiters is no limit at all (a limit configured
+// as 0).
+func (l *limiters) allowN(key string, n int) (ok bool, retryAfter int) {
+	ok, retryAfter, _ = l.takeN(key, n)
+	return ok, retryAfter
+}
+
+// takeN is allowN that can give the tokens back: undo returns them when a
+// request that took them is refused by another limit after all.
+func (l *limiters) takeN(key string, n int) (ok bool, retryAfter int, undo func()) {
+	if l == nil || n <= 0 {
+		return true, 0, func() {}
+	}
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.getLocked(key, now)
-	if b.lim.TokensAt(now) < 1 {
-		return false, retryAfterLocked(b, now)
+	if b.lim.TokensAt(now) < float64(n) {
+		r := b.lim.ReserveN(now, n)
+		defer r.CancelAt(now)
+		if !r.OK() { // n exceeds the burst: never
+			return false, 60, nil
+		}
+		return false, max(1, int(math.Ceil(r.DelayFrom(now).Seconds()))), nil
 	}
-	b.lim.ReserveN(now, 1)
-	return true, 0
+	r := b.lim.ReserveN(now, n)
+	return true, 0, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		// At the reservation's own time: rate restores nothing for a
+		// reservation whose time to act has passed.
+		r.CancelAt(now)
+	}
+}
+
+// perInterval returns n tokens per interval with a burst of burst, or nil
+// (no limit) when n is 0.
+func perInterval(n int, interval time.Duration, burst int) *limiters {
+	if n <= 0 {
+		return nil
+	}
+	return newLimiters(interval/time.Duration(n), max(burst, 1))
 }

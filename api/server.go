@@ -66,6 +66,21 @@ type Config struct {
 	// (RegisterBurst 0: unlimited).
 	RegisterBurst    int
 	RegisterInterval time.Duration
+
+	// Writes allowed per user, each a token bucket (0: no limit): message
+	// sends per second with a burst; group creations and member additions
+	// per minute. Creating a group with n other members counts as n
+	// additions, so a group cannot start with more than MemberAddsPerMinute
+	// others.
+	SendsPerSecond      int
+	SendBurst           int
+	GroupsPerMinute     int
+	MemberAddsPerMinute int
+
+	// GET /v1/conversations pages: the size without ?limit=, and the
+	// largest ?limit= allowed.
+	ConversationsPage    int
+	ConversationsPageMax int
 }
 
 // DefaultConfig returns production defaults (the secret is left empty).
@@ -94,6 +109,12 @@ func DefaultConfig() Config {
 		WriteTimeout:             30 * time.Second,
 		TypingBurst:              5,
 		TypingInterval:           time.Second,
+		SendsPerSecond:           10,
+		SendBurst:                20,
+		GroupsPerMinute:          10,
+		MemberAddsPerMinute:      100,
+		ConversationsPage:        100,
+		ConversationsPageMax:     500,
 	}
 }
 
@@ -112,6 +133,9 @@ type Server struct {
 	addrFails  *backoff
 	registers  *limiters
 	typingRate *limiters
+	sendRate   *limiters
+	groupRate  *limiters
+	addRate    *limiters
 }
 
 // Options are the optional parts of a Server.
@@ -136,6 +160,9 @@ func New(cfg Config, log *slog.Logger, store *repository.Store, broker *events.B
 		passwords:  newPasswords(cfg.HashParams, cfg.LoginHashConcurrency, cfg.RegisterHashConcurrency),
 		pairFails:  newBackoff(cfg.LoginFreeFailures, cfg.LoginBackoff, cfg.LoginBackoffMax, cfg.LoginFailureWindow, cfg.LoginTrust),
 		addrFails:  newBackoff(cfg.LoginFreeFailuresPerAddr, cfg.LoginBackoff, cfg.LoginBackoffMax, cfg.LoginFailureWindow, 0),
+		sendRate:   perInterval(cfg.SendsPerSecond, time.Second, cfg.SendBurst),
+		groupRate:  perInterval(cfg.GroupsPerMinute, time.Minute, cfg.GroupsPerMinute),
+		addRate:    perInterval(cfg.MemberAddsPerMinute, time.Minute, cfg.MemberAddsPerMinute),
 	}
 	if cfg.RegisterBurst > 0 {
 		s.registers = newLimiters(cfg.RegisterInterval, cfg.RegisterBurst)

@@ -2,7 +2,11 @@ package repository
 
 import (
 	"context"
+	"encoding/base64"
 	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 )
@@ -123,7 +127,7 @@ func (s *Store) Conversation(ctx context.Context, me, id string) (*Conversation,
 }
 
 func loadConversation(ctx context.Context, db bun.IDB, me, id string) (*Conversation, error) {
-	convs, err := loadConversations(ctx, db, me, id)
+	convs, err := loadConversations(ctx, db, me, id, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -133,14 +137,59 @@ func loadConversation(ctx context.Context, db bun.IDB, me, id string) (*Conversa
 	return &convs[0], nil
 }
 
-// Conversations lists me's conversations, most recent activity first.
-func (s *Store) Conversations(ctx context.Context, me string) ([]Conversation, error) {
-	return loadConversations(ctx, s.db, me, "")
+// Conversations lists a page of me's conversations, most recent activity
+// first: at most limit of them, starting after the cursor before ("" for
+// the first page). next is the cursor of the following page, "" after the
+// last one. A cursor is a position (last activity, id), not a conversation:
+// one that has moved up since stays out of the later pages.
+func (s *Store) Conversations(ctx context.Context, me, before string, limit int) (convs []Conversation, next string, err error) {
+	page := &convPage{limit: limit}
+	if before != "" {
+		if page.at, page.id, err = parseConvCursor(before); err != nil {
+			return nil, "", err
+		}
+	}
+	if convs, err = loadConversations(ctx, s.db, me, "", page); err != nil {
+		return nil, "", err
+	}
+	if page.more {
+		last := convs[len(convs)-1]
+		next = convCursor(last.LastActivityAt, last.ID)
+	}
+	return convs, next, nil
 }
 
-// loadConversations loads me's conversations (or the one with id) with
-// their members and last messages in three queries.
-func loadConversations(ctx context.Context, db bun.IDB, me, id string) ([]Conversation, error) {
+// convPage selects a page of conversations: limit of them after (at, id)
+// in (last_activity_at, id) descending order (from the start when id is
+// ""); more reports that another page follows.
+type convPage struct {
+	limit int
+	at    time.Time
+	id    string
+	more  bool
+}
+
+// convCursor and parseConvCursor make and read the opaque page cursor.
+func convCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + " " + id))
+}
+
+func parseConvCursor(cursor string) (time.Time, string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	ts, id, ok := strings.Cut(string(raw), " ")
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if !ok || err != nil || id == "" || !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	return at.UTC(), id, nil
+}
+
+// loadConversations loads me's conversations (or the one with id, or a
+// page of them) with their members and last messages in three queries.
+func loadConversations(ctx context.Context, db bun.IDB, me, id string, page *convPage) ([]Conversation, error) {
 	convs := []Conversation{}
 	q := db.NewSelect().Model(&convs).
 		ColumnExpr("conversation.*").ColumnExpr("m.read_seq AS read_seq").
@@ -149,8 +198,17 @@ func loadConversations(ctx context.Context, db bun.IDB, me, id string) ([]Conver
 	if id != "" {
 		q = q.Where("conversation.id = ?", id)
 	}
+	if page != nil {
+		if page.id != "" {
+			q = q.Where("(conversation.last_activity_at < ? OR (conversation.last_activity_at = ? AND conversation.id < ?))", page.at, page.at, page.id)
+		}
+		q = q.Limit(int64(page.limit) + 1) // one more tells whether a next page exists
+	}
 	if err := q.Scan(ctx); err != nil {
 		return nil, err
+	}
+	if page != nil && len(convs) > page.limit {
+		convs, page.more = convs[:page.limit], true
 	}
 	if len(convs) == 0 {
 		return convs, nil

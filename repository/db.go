@@ -164,6 +164,7 @@ var (
 	ErrGroupFull          = errors.New("group full")
 	ErrClientMsgConflict  = errors.New("client_msg_id reused for a different message")
 	ErrInvalid            = errors.New("invalid")
+	ErrInvalidCursor      = errors.New("invalid cursor")
 )
 
 // InvalidError is a validation failure the client can fix.

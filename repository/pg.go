@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun/dialect/pgdialect"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // pgConfig parses a Postgres URL and names the connection for
@@ -54,11 +56,22 @@ func (s *Store) pgArgs(args ...any) []any {
 
 // isUniqueViolation reports a unique constraint failure on either store.
 func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code == "23505"
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return pgErr.Code == "23505" // unique_violation
 	}
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+	if sqliteErr, ok := errors.AsType[*sqlite.Error](err); ok {
+		// The driver reports extended result codes.
+		code := sqliteErr.Code()
+		return code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// isSQLiteBusy reports SQLite's "database is locked": the write lock was
+// not free within busy_timeout (any SQLITE_BUSY extended code).
+func isSQLiteBusy(err error) bool {
+	sqliteErr, ok := errors.AsType[*sqlite.Error](err)
+	return ok && sqliteErr.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // IsUnavailable reports an error that means the database could not be
@@ -85,12 +98,12 @@ func IsUnavailable(err error) bool {
 		return true
 	}
 	var opErr *net.OpError
-	return errors.As(err, &opErr) || pgconn.SafeToRetry(err) || isClosedConn(err)
+	return errors.As(err, &opErr) || pgconn.SafeToRetry(err) || isClosedConn(err) || isSQLiteBusy(err)
 }
 
 func isClosedConn(err error) bool {
 	msg := err.Error()
-	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "database is locked")
+	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
 }
 
 // Notify sends payloads on a Postgres channel in one statement. It is a

@@ -140,6 +140,12 @@ func parseConfig(args []string) (*Config, error) {
 	e.Duration(&cfg.API.LoginTrust, "login-trust", cfg.API.LoginTrust, "a username that logged in from an address is not slowed by other failures from that address for this long")
 	e.Int(&cfg.API.MaxGroupMembers, "max-group-members", cfg.API.MaxGroupMembers, "members per group")
 	e.Int(&cfg.PresenceMaxMembers, "presence-max-members", repository.DefaultPresenceMaxMembers, "presence is shared through conversations of at most this many members")
+	e.Int(&cfg.API.SendsPerSecond, "sends-per-second", cfg.API.SendsPerSecond, "messages a user may send per second, after a burst of send-burst (0: no limit)")
+	e.Int(&cfg.API.SendBurst, "send-burst", cfg.API.SendBurst, "messages a user may send at once before sends-per-second applies")
+	e.Int(&cfg.API.GroupsPerMinute, "groups-per-minute", cfg.API.GroupsPerMinute, "groups a user may create per minute (0: no limit)")
+	e.Int(&cfg.API.MemberAddsPerMinute, "member-adds-per-minute", cfg.API.MemberAddsPerMinute, "members a user may add to groups per minute, those named at creation included (0: no limit)")
+	e.Int(&cfg.API.ConversationsPage, "conversations-page", cfg.API.ConversationsPage, "conversations per page of GET /v1/conversations without ?limit=")
+	e.Int(&cfg.API.ConversationsPageMax, "conversations-page-max", cfg.API.ConversationsPageMax, "the largest ?limit= of GET /v1/conversations")
 	e.Duration(&cfg.API.StreamHeartbeat, "stream-heartbeat", cfg.API.StreamHeartbeat, "SSE comment heartbeat interval")
 	e.Duration(&cfg.Events.TypingTTL, "typing-ttl", cfg.Events.TypingTTL, "how long a typing ping lasts")
 	e.Duration(&cfg.Events.Retention, "retention", cfg.Events.Retention, "how long log events are kept for resuming clients")
@@ -218,6 +224,20 @@ func validate(cfg *Config) error {
 		if n < 1 {
 			return fmt.Errorf("%s must be at least 1, not %d", name, n)
 		}
+	}
+	for name, n := range map[string]int{
+		"sends-per-second": cfg.API.SendsPerSecond, "groups-per-minute": cfg.API.GroupsPerMinute,
+		"member-adds-per-minute": cfg.API.MemberAddsPerMinute,
+	} {
+		if n < 0 {
+			return fmt.Errorf("%s must be 0 (no limit) or more, not %d", name, n)
+		}
+	}
+	if cfg.API.SendsPerSecond > 0 && cfg.API.SendBurst < 1 {
+		return fmt.Errorf("send-burst must be at least 1, not %d", cfg.API.SendBurst)
+	}
+	if p, most := cfg.API.ConversationsPage, cfg.API.ConversationsPageMax; p < 1 || p > most {
+		return fmt.Errorf("conversations-page must be from 1 to conversations-page-max (%d), not %d", most, p)
 	}
 	if cfg.API.HashParams.MemoryKiB < 8*uint32(cfg.API.HashParams.Threads) {
 		return fmt.Errorf("password-hash-memory must be at least %d KiB", 8*cfg.API.HashParams.Threads)

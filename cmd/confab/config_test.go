@@ -31,6 +31,13 @@ func TestConfigRefusesBrokenSettings(t *testing.T) {
 		{"-login-backoff", "1m", "-login-backoff-max", "30s"},
 		{"-login-failure-window", "0s"},
 		{"-login-trust", "-1h"},
+		{"-sends-per-second", "-1"},
+		{"-send-burst", "0"},
+		{"-groups-per-minute", "-1"},
+		{"-member-adds-per-minute", "-5"},
+		{"-conversations-page", "0"},
+		{"-conversations-page", "600"},
+		{"-conversations-page-max", "50"},
 	} {
 		if _, err := parseConfig(args); err == nil {
 			t.Errorf("%v was accepted", args)
@@ -45,12 +52,17 @@ func TestConfigRefusesBrokenSettings(t *testing.T) {
 func TestConfigFromEnvironmentAndFlags(t *testing.T) {
 	t.Setenv("CONFAB_ADDR", ":9999")
 	t.Setenv("CONFAB_MAX_GROUP_MEMBERS", "50")
-	cfg, err := parseConfig([]string{"-addr", ":7777"})
+	t.Setenv("CONFAB_SENDS_PER_SECOND", "0")
+	t.Setenv("CONFAB_MEMBER_ADDS_PER_MINUTE", "7")
+	cfg, err := parseConfig([]string{"-addr", ":7777", "-member-adds-per-minute", "9"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Addr != ":7777" || cfg.API.MaxGroupMembers != 50 {
 		t.Fatalf("addr %s, max group %d: a flag wins over the environment, which wins over the default", cfg.Addr, cfg.API.MaxGroupMembers)
+	}
+	if cfg.API.SendsPerSecond != 0 || cfg.API.MemberAddsPerMinute != 9 || cfg.API.GroupsPerMinute != api.DefaultConfig().GroupsPerMinute {
+		t.Fatalf("sends %d/s, adds %d/min, groups %d/min", cfg.API.SendsPerSecond, cfg.API.MemberAddsPerMinute, cfg.API.GroupsPerMinute)
 	}
 	a, _ := parseConfig(nil)
 	b, _ := parseConfig(nil)

@@ -80,9 +80,10 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
 			opts := dbtest.Options(t, dialect)
-			args := []string{"-sqlite-path", opts.SQLitePath}
+			// Four writers as fast as they can: no per-user send limit.
+			args := []string{"-sends-per-second", "0", "-sqlite-path", opts.SQLitePath}
 			if opts.URL != "" {
-				args = []string{"-database-url", opts.URL}
+				args = []string{"-sends-per-second", "0", "-database-url", opts.URL}
 			}
 			base, stop := startServer(t, args...)
 
