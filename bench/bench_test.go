@@ -3,12 +3,16 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +57,7 @@ func startConfab(t *testing.T) string {
 	cfg := api.DefaultConfig()
 	cfg.JWTSecret = []byte("smoke-secret-smoke-secret-smoke-secret")
 	cfg.HashParams = api.HashParams{MemoryKiB: 64, Time: 1, Threads: 1}
+	cfg.RegisterBurst = 0 // every run registers its users from one address
 	hs := api.New(cfg, log, store, broker, api.Options{Metrics: api.MetricsHandler(reg)}).HTTPServer(log)
 	url := serve(t, hs)
 	t.Cleanup(func() {
@@ -74,8 +79,11 @@ func smokeConfig(url, ref string) *Config {
 // check fails unless every recipient of r got every event exactly once.
 func check(t *testing.T, r *Result) {
 	t.Helper()
-	if r.Lost != 0 || r.Duplicated != 0 || len(r.Errors) != 0 {
-		t.Errorf("%s: lost %d, duplicated %d, errors %v", r.Target, r.Lost, r.Duplicated, r.Errors)
+	if r.Lost != 0 || r.Duplicated != 0 || r.Disordered != 0 || len(r.Errors) != 0 {
+		t.Errorf("%s: lost %d, duplicated %d, out of order %d, errors %v", r.Target, r.Lost, r.Duplicated, r.Disordered, r.Errors)
+	}
+	if r.Messages != r.Scheduled {
+		t.Errorf("%s: %d of %d scheduled messages sent", r.Target, r.Messages, r.Scheduled)
 	}
 	if r.Messages == 0 || r.Deliveries == 0 || r.Delivery.N == 0 {
 		t.Errorf("%s: %d messages, %d deliveries: nothing measured", r.Target, r.Messages, r.Deliveries)
@@ -115,7 +123,7 @@ func TestSmoke(t *testing.T) {
 		}
 		var md strings.Builder
 		back.WriteMarkdown(&md)
-		if v := judge([]*Report{&back}); len(v) != 5 || !strings.Contains(md.String(), "| delivery p50 ms |") {
+		if v := judge([]*Report{&back}); len(v) != 6 || !strings.Contains(md.String(), "| delivery p50 ms |") {
 			t.Errorf("%d verdicts, markdown:\n%s", len(v), md.String())
 		}
 	})
@@ -132,6 +140,32 @@ func TestSmoke(t *testing.T) {
 		check(t, rep.Confab)
 		check(t, rep.Reference)
 	})
+	t.Run("group", func(t *testing.T) {
+		// A group of 4 against groups of 2, nobody listening: both checked
+		// by catching up.
+		cfg := smokeConfig(confab, "group:2")
+		cfg.Users, cfg.Group, cfg.Streams, cfg.Writers = 4, 4, 0, 1
+		if err := cfg.validate(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Run(ctx, cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*Result{rep.Confab, rep.Reference} {
+			if r.Lost != 0 || r.Duplicated != 0 || r.Disordered != 0 || len(r.Errors) != 0 || r.Messages == 0 || r.Messages != r.Scheduled {
+				t.Errorf("%s: lost %d, duplicated %d, disordered %d, errors %v, %d of %d messages",
+					r.Target, r.Lost, r.Duplicated, r.Disordered, r.Errors, r.Messages, r.Scheduled)
+			}
+		}
+		if rep.Reference.Target != "group-2" || rep.Ratios["post_p50"] == 0 {
+			t.Errorf("reference %s, ratios %v", rep.Reference.Target, rep.Ratios)
+		}
+		rep.Label = "sqlite/post-4-vs-2"
+		if v := judge([]*Report{rep}); len(v) != 3 || !strings.Contains(v[0].target, "4-member group ≤ 1.5× to a 2-member") {
+			t.Errorf("verdicts %+v", v)
+		}
+	})
 	t.Run("writes", func(t *testing.T) {
 		// No streams: every user is checked by catching up afterwards.
 		cfg := smokeConfig(confab, "")
@@ -144,7 +178,7 @@ func TestSmoke(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := rep.Confab
-		if r.Lost != 0 || r.Duplicated != 0 || len(r.Errors) != 0 || r.Messages == 0 {
+		if r.Lost != 0 || r.Duplicated != 0 || r.Disordered != 0 || len(r.Errors) != 0 || r.Messages == 0 {
 			t.Errorf("lost %d, duplicated %d, errors %v, %d messages", r.Lost, r.Duplicated, r.Errors, r.Messages)
 		}
 	})
@@ -163,18 +197,127 @@ func TestCheckTarget(t *testing.T) {
 	}
 }
 
-// TestRecipientAccounting: the checks the smoke run relies on see gaps,
-// duplicates and resets.
+// TestRecipientAccounting: the checks the smoke run relies on see repeated
+// and backward positions, skipped and repeated message seqs, and resets.
 func TestRecipientAccounting(t *testing.T) {
-	r := newRecipient(0, "", "sse", 7, true)
-	r.event(0, "ready", []byte(`{"cursor":10,"session_id":"s"}`))
-	msg := []byte(`{"message":{"id":"m","body":"bench:7:` + "5" + `"}}`)
-	r.event(11, "message.created", msg)
-	r.event(11, "message.created", msg)                            // duplicate
-	r.event(14, "message.created", msg)                            // 12 and 13 lost
-	r.event(15, "message.created", []byte(`{"body":"bench:8:1"}`)) // another round's
-	r.event(0, "reset", []byte(`{"cursor":20}`))
-	if r.dups != 1 || r.gaps != 2+5 || r.msgs.Load() != 2 || len(r.lat) != 2 || r.errs["reset"] != 1 || r.last.Load() != 20 {
-		t.Errorf("dups %d gaps %d msgs %d lat %d resets %d last %d", r.dups, r.gaps, r.msgs.Load(), len(r.lat), r.errs["reset"], r.last.Load())
+	r := newRecipient(0, "", "sse", 7, true, map[string]int64{"c": 3})
+	msg := func(conv string, seq int, body string) []byte {
+		return []byte(fmt.Sprintf(`{"message":{"id":"m","conversation_id":%q,"sender_id":"u","seq":%d,"body":%q,"client_msg_id":null}}`, conv, seq, body))
 	}
+	ev := func(id, typ string, data []byte) { r.event([]byte(id), typ, data) }
+	ev("5-10", "ready", []byte(`{"cursor":"5-10","session_id":"s"}`))
+	ev("5-11", "message.created", msg("c", 4, "bench:7:5"))
+	ev("5-11", "message.created", msg("c", 4, "bench:7:5")) // the same position again
+	ev("6-2", "message.created", msg("c", 4, "bench:7:5"))  // the same message at another position
+	ev("7-1", "message.created", msg("c", 7, "bench:7:5"))  // seqs 5 and 6 lost
+	ev("6-9", "message.created", msg("c", 8, "bench:7:5"))  // a position before the last
+	ev("8-1", "message.created", msg("d", 1, "bench:7:5"))  // not a conversation of the round
+	ev("8-2", "message.created", msg("c", 8, "bench:8:1"))  // another round's
+	ev("", "presence", []byte(`{"user_id":"u","online":true}`))
+	ev("", "reset", []byte(`{"cursor":"9-0"}`))
+	ev("12", "message.created", msg("c", 9, "bench:7:5")) // not a position
+	ev("9-1", "read", []byte(`{"conversation_id":"c"}`))
+	if r.dups != 2 || r.gaps != 2 || r.disordered != 1 || r.msgs.Load() != 2 || len(r.lat) != 2 ||
+		r.errs["reset"] != 1 || r.errs["bad_position"] != 1 || r.pos != (repository.Position{XID: 9, ID: 1}) {
+		t.Errorf("dups %d gaps %d disordered %d msgs %d lat %d errs %v pos %v",
+			r.dups, r.gaps, r.disordered, r.msgs.Load(), len(r.lat), r.errs, r.pos)
+	}
+	if n := r.behind(map[string]int64{"c": 10, "d": 5}); n != 2 {
+		t.Errorf("behind %d, want 2 (seqs 9 and 10 of c)", n)
+	}
+}
+
+// TestWriterLatencyFromSchedule: a paced writer's latency runs from its
+// send's slot, so a stall counts for every send it delayed, not only the
+// one it held up (coordinated omission).
+func TestWriterLatencyFromSchedule(t *testing.T) {
+	const stall = 300 * time.Millisecond
+	var mu sync.Mutex
+	first := true
+	var stamps []int64 // the slot times the bodies carry
+	url := serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Body string }
+		json.NewDecoder(r.Body).Decode(&in)
+		n, _ := strconv.ParseInt(strings.TrimPrefix(in.Body, "bench:1:"), 10, 64)
+		mu.Lock()
+		wait := first
+		first = false
+		stamps = append(stamps, n)
+		mu.Unlock()
+		if wait {
+			time.Sleep(stall)
+		}
+		w.WriteHeader(http.StatusCreated)
+	})})
+	c := newClient(url)
+	defer c.close()
+	fx := &fixture{users: []account{{Access: "t"}}, convs: []string{"c"}, members: [][]int{{0}}, userConvs: [][]int{{0}}}
+	// 20/s for one second: slots every 50 ms; the first send takes 300 ms,
+	// so the next five go out late, back to back.
+	res := write(context.Background(), c, fx, 1, 20, time.Second, 1)
+	if res.scheduled != 20 || res.acked[0] != 20 || len(res.post) != 20 {
+		t.Fatalf("%d scheduled, %d acknowledged, %d latencies", res.scheduled, res.acked[0], len(res.post))
+	}
+	var late int
+	for _, ns := range res.post {
+		if time.Duration(ns) >= 100*time.Millisecond {
+			late++
+		}
+	}
+	// From the send, only the stalled request would be slow; from the
+	// slot, those of 0, 50, 100, 150 and 200 ms all waited 100 ms or more.
+	if late < 5 {
+		t.Errorf("%d of 20 latencies >= 100 ms, want >= 5 (stall %s): %v", late, stall, res.post)
+	}
+	// The bodies carry the slots: 50 ms apart, though sent back to back.
+	mu.Lock()
+	defer mu.Unlock()
+	if d := time.Duration(stamps[2] - stamps[1]); d < 45*time.Millisecond || d > 55*time.Millisecond {
+		t.Errorf("slots 1 and 2 stamped %s apart, want 50 ms", d)
+	}
+}
+
+// TestWriterUnsustained: a writer that falls behind its pace by the end
+// leaves the slots it did not reach scheduled and unsent.
+func TestWriterUnsustained(t *testing.T) {
+	url := serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(250 * time.Millisecond)
+		w.WriteHeader(http.StatusCreated)
+	})})
+	c := newClient(url)
+	defer c.close()
+	fx := &fixture{users: []account{{Access: "t"}}, convs: []string{"c"}, members: [][]int{{0}}, userConvs: [][]int{{0}}}
+	res := write(context.Background(), c, fx, 1, 20, 500*time.Millisecond, 1)
+	if res.scheduled != 10 || res.acked[0] < 1 || res.acked[0] > 3 {
+		t.Errorf("%d scheduled, %d acknowledged: want 10 scheduled, 2 or so sent", res.scheduled, res.acked[0])
+	}
+}
+
+// TestSendStatementIsSendPGs: `bench sql` times the statement the server
+// sends with, not a copy that drifted.
+func TestSendStatementIsSendPGs(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "repository", "messages.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	if !strings.Contains(norm(string(src)), norm("`"+sendStatement+"`")) {
+		t.Error("sendStatement is not sendPG's statement in repository/messages.go: copy it again")
+	}
+	if !strings.Contains(string(src), "s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Body, m.ClientMsgID, m.CreatedAt, before, after, conversationLockClass)") {
+		t.Error("sendPG passes other arguments than sendStatement is given")
+	}
+	if !strings.Contains(norm(mustRead(t, filepath.Join("..", "repository", "conversations.go"))),
+		fmt.Sprintf("const conversationLockClass = %#x", conversationLockClass)) {
+		t.Error("conversationLockClass differs from repository's")
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

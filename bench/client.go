@@ -10,9 +10,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/confab-chat/confab/repository"
 )
 
 // client speaks confab's HTTP API (and the reference's subset of it).
@@ -136,34 +139,53 @@ func (c *client) createGroup(ctx context.Context, owner account, others []string
 	return conv.ID, err
 }
 
-// head returns the user's current stream head: a poll without a cursor
-// answers at once with it.
-func (c *client) head(ctx context.Context, token string) (int64, error) {
+// head returns the log's head: a poll without a cursor answers at once
+// with it.
+func (c *client) head(ctx context.Context, token string) (repository.Position, error) {
 	var p pollJSON
-	err := c.do(ctx, "GET", "/v1/events/poll", token, nil, &p)
-	return p.Cursor, err
+	if err := c.do(ctx, "GET", "/v1/events/poll", token, nil, &p); err != nil {
+		return repository.Position{}, err
+	}
+	return repository.ParsePosition(p.Cursor)
 }
 
 type pollJSON struct {
 	Events []struct {
-		Seq  int64           `json:"seq"`
-		Type string          `json:"type"`
-		Data json.RawMessage `json:"data"`
+		Position string          `json:"position"`
+		Type     string          `json:"type"`
+		Data     json.RawMessage `json:"data"`
 	} `json:"events"`
-	Cursor    int64  `json:"cursor"`
+	Cursor    string `json:"cursor"`
 	Reset     bool   `json:"reset"`
 	SessionID string `json:"session_id"`
 }
 
 // poll waits up to timeout for events after cursor.
-func (c *client) poll(ctx context.Context, token string, cursor int64, timeout int, session string) (*pollJSON, error) {
-	path := "/v1/events/poll?cursor=" + strconv.FormatInt(cursor, 10) + "&timeout=" + strconv.Itoa(timeout)
+func (c *client) poll(ctx context.Context, token, cursor string, timeout int, session string) (*pollJSON, error) {
+	q := url.Values{"cursor": {cursor}, "timeout": {strconv.Itoa(timeout)}}
 	if session != "" {
-		path += "&session_id=" + session
+		q.Set("session_id", session)
 	}
 	p := new(pollJSON)
-	err := c.do(ctx, "GET", path, token, nil, p)
+	err := c.do(ctx, "GET", "/v1/events/poll?"+q.Encode(), token, nil, p)
 	return p, err
+}
+
+// lastSeq returns the seq of the last message of conversation id (0 when
+// it has none), as a member whose token is given reads it.
+func (c *client) lastSeq(ctx context.Context, token, id string) (int64, error) {
+	var page struct {
+		Messages []struct {
+			Seq int64 `json:"seq"`
+		} `json:"messages"`
+	}
+	if err := c.do(ctx, "GET", "/v1/conversations/"+url.PathEscape(id)+"/messages?limit=1", token, nil, &page); err != nil {
+		return 0, err
+	}
+	if len(page.Messages) == 0 {
+		return 0, nil
+	}
+	return page.Messages[len(page.Messages)-1].Seq, nil
 }
 
 // serverStats reads the server's RSS (bytes) and CPU seconds from /metrics.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -17,7 +18,9 @@ type Config struct {
 	// Ref is the reference measured in alternation with URL: another
 	// server's URL (`confab bench reference`), "sql:DSN" (the send's SQL
 	// through pgx at the same concurrency), or "sse" (the same server, the
-	// long-pollers replaced by as many SSE streams). Empty: no reference.
+	// long-pollers replaced by as many SSE streams), or "group:S" (the same
+	// server and load on conversations of S members instead of Group, as
+	// many of them). Empty: no reference.
 	Ref string
 	// Rounds is how many times each target runs.
 	Rounds int
@@ -57,7 +60,7 @@ func parseRunConfig(args []string, out io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("confab bench run", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&cfg.URL, "url", "", "confab server to load (required)")
-	fs.StringVar(&cfg.Ref, "ref", "", "reference measured alternately: URL of `confab bench reference`, sql:DSN, or sse")
+	fs.StringVar(&cfg.Ref, "ref", "", "reference measured alternately: URL of `confab bench reference`, sql:DSN, sse, or group:S")
 	fs.IntVar(&cfg.Rounds, "rounds", 2, "rounds per target (confab, reference, confab, ...)")
 	fs.IntVar(&cfg.Users, "users", 10, "users U")
 	fs.IntVar(&cfg.Group, "group", 0, "conversation size S (0: all users in one conversation)")
@@ -99,6 +102,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("bench: -duration must be positive")
 	case c.Ref == "sse" && c.Pollers == 0:
 		return fmt.Errorf("bench: -ref sse compares long-pollers with streams: give -pollers")
+	}
+	if size, ok := strings.CutPrefix(c.Ref, "group:"); ok {
+		if n, err := strconv.Atoi(size); err != nil || n < 1 {
+			return fmt.Errorf("bench: -ref group:S needs a conversation size S >= 1")
+		}
 	}
 	if err := checkTarget(c.URL, c.AllowRemote); err != nil {
 		return err

@@ -7,15 +7,26 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/confab-chat/confab/repository"
 )
 
 // recipient is one SSE stream or long-poller of one user, and what it saw.
-// Only its own goroutine touches the counters until it has exited; last is
-// read by the drain while it runs.
+//
+// A durable event has a position, an opaque string the server orders its
+// stream by, which need not be consecutive: the checks are that positions
+// strictly increase along the stream, and that the messages of each
+// conversation come with the consecutive per-conversation seqs the server
+// gave them (message.created data carries it). The final seq of every
+// conversation, read after the writers stopped, tells what the end of the
+// stream must reach.
+//
+// Only its own goroutine touches the counters and the position until it
+// has exited; the conversations' seqs, msgs and started are read by the
+// drain while it runs.
 type recipient struct {
 	user      int
 	token     string
@@ -27,73 +38,132 @@ type recipient struct {
 	readyOnce sync.Once
 	exited    chan struct{}
 
-	last    atomic.Int64 // highest seq seen
+	// convs are the user's conversations of the fixture, by id: the last
+	// message seq seen of each. The map is fixed before the recipient runs.
+	convs   map[string]*convSeq
 	msgs    atomic.Int64 // this round's messages received
-	started bool
-	dups    int64
-	gaps    int64
-	lat     []int64 // POST start -> frame read, ns
-	errs    map[string]int64
+	started atomic.Bool
+
+	pos        repository.Position // last position seen
+	dups       int64               // a position or a message seq seen again
+	disordered int64               // a position before the last one
+	gaps       int64               // message seqs skipped
+	lat        []int64             // scheduled send -> frame read, ns
+	errs       map[string]int64
 }
 
-func newRecipient(user int, token, transport string, round int64, record bool) *recipient {
-	return &recipient{user: user, token: token, transport: transport, round: round, record: record,
-		ready: make(chan struct{}), exited: make(chan struct{}), errs: map[string]int64{}}
+// convSeq is the last message seq a recipient saw of one conversation.
+type convSeq struct{ seq atomic.Int64 }
+
+// newRecipient makes a recipient of user whose conversations (id -> their
+// last message seq before the round) are in base.
+func newRecipient(user int, token, transport string, round int64, record bool, base map[string]int64) *recipient {
+	r := &recipient{user: user, token: token, transport: transport, round: round, record: record,
+		ready: make(chan struct{}), exited: make(chan struct{}), errs: map[string]int64{},
+		convs: make(map[string]*convSeq, len(base))}
+	for id, seq := range base {
+		cs := new(convSeq)
+		cs.seq.Store(seq)
+		r.convs[id] = cs
+	}
+	return r
 }
 
 func (r *recipient) markReady() { r.readyOnce.Do(func() { close(r.ready) }) }
 
-func (r *recipient) start(cursor int64) {
-	if !r.started {
-		r.started = true
-		r.last.Store(cursor)
+// start sets the position the recipient's stream begins after.
+func (r *recipient) start(p repository.Position) {
+	if !r.started.Load() {
+		r.pos = p
+		r.started.Store(true)
 	}
 	r.markReady()
 }
 
+// behind returns how many messages of its conversations r has yet to see
+// to reach the seqs in final (conversation id -> last message seq).
+func (r *recipient) behind(final map[string]int64) int64 {
+	var n int64
+	for id, cs := range r.convs {
+		n += max(0, final[id]-cs.seq.Load())
+	}
+	return n
+}
+
 // bodyMarker starts the body of every message the writers send:
-// "bench:<round>:<ns since epoch at POST start>".
+// "bench:<round>:<ns since epoch at the scheduled send>".
 var bodyMarker = []byte(`"body":"bench:`)
 
-// event accounts for one frame: a durable event must carry the next seq
-// of the user's stream, exactly once.
-func (r *recipient) event(seq int64, typ string, data []byte) {
+// event accounts for one frame. id is the frame's position ("" for a frame
+// without one: ready, reset, presence, typing).
+func (r *recipient) event(id []byte, typ string, data []byte) {
 	now := since()
 	switch {
-	case typ == "ready": // carries the cursor, also as its id
-		r.start(jsonInt(data, `"cursor":`))
+	case typ == "ready": // carries the starting cursor, also as its id
+		p, err := repository.ParsePosition(jsonString(data, `"cursor":`))
+		if err != nil {
+			r.errs["bad_cursor"]++
+		}
+		r.start(p)
 	case typ == "reset":
 		// The server could not continue from our cursor: whatever lay
-		// between is lost to this client.
+		// between is lost to this client, and shows as skipped message
+		// seqs.
 		r.errs["reset"]++
-		if c := jsonInt(data, `"cursor":`); c > r.last.Load() {
-			r.gaps += c - r.last.Load()
-			r.last.Store(c)
+		if p, err := repository.ParsePosition(jsonString(data, `"cursor":`)); err == nil && r.pos.Less(p) {
+			r.pos = p
 		}
-	case seq > 0:
-		last := r.last.Load()
-		if seq <= last {
+	case len(id) > 0:
+		p, err := repository.ParsePosition(string(id))
+		if err != nil {
+			r.errs["bad_position"]++
+			return
+		}
+		switch c := p.Compare(r.pos); {
+		case c == 0:
 			r.dups++
 			return
-		}
-		r.gaps += seq - last - 1
-		r.last.Store(seq)
-		if typ != "message.created" {
+		case c < 0:
+			r.disordered++
 			return
 		}
-		i := bytes.Index(data, bodyMarker)
-		if i < 0 {
-			return
+		r.pos = p
+		if typ == "message.created" {
+			r.message(data, now)
 		}
-		round, rest := parseInt(data[i+len(bodyMarker):])
-		if round != r.round || len(rest) == 0 || rest[0] != ':' {
-			return
-		}
-		sent, _ := parseInt(rest[1:])
-		r.msgs.Add(1)
-		if r.record {
-			r.lat = append(r.lat, now-sent)
-		}
+	}
+}
+
+// message checks a message.created's seq against its conversation's last.
+func (r *recipient) message(data []byte, now int64) {
+	cs := r.convs[string(jsonStringBytes(data, `"conversation_id":`))]
+	if cs == nil {
+		return // a conversation this round does not write to
+	}
+	seq := jsonInt(data, `"seq":`)
+	if seq < 0 {
+		r.errs["message_without_seq"]++
+		return
+	}
+	last := cs.seq.Load()
+	if seq <= last {
+		r.dups++
+		return
+	}
+	r.gaps += seq - last - 1
+	cs.seq.Store(seq)
+	i := bytes.Index(data, bodyMarker)
+	if i < 0 {
+		return
+	}
+	round, rest := parseInt(data[i+len(bodyMarker):])
+	if round != r.round || len(rest) == 0 || rest[0] != ':' {
+		return
+	}
+	sent, _ := parseInt(rest[1:])
+	r.msgs.Add(1)
+	if r.record {
+		r.lat = append(r.lat, now-sent)
 	}
 }
 
@@ -106,15 +176,32 @@ func parseInt(b []byte) (int64, []byte) {
 	return n, b[i:]
 }
 
-// jsonInt reads the integer after key in a flat JSON object.
+// jsonInt reads the integer after the first key in JSON data.
 func jsonInt(data []byte, key string) int64 {
 	i := bytes.Index(data, []byte(key))
 	if i < 0 {
-		return 0
+		return -1
 	}
 	n, _ := parseInt(bytes.TrimLeft(data[i+len(key):], " "))
 	return n
 }
+
+// jsonStringBytes reads the string value (without escapes: ids and
+// positions have none) after the first key in JSON data.
+func jsonStringBytes(data []byte, key string) []byte {
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return nil
+	}
+	v := bytes.TrimLeft(data[i+len(key):], " ")
+	if len(v) == 0 || v[0] != '"' {
+		return nil
+	}
+	v, _, _ = bytes.Cut(v[1:], []byte(`"`))
+	return v
+}
+
+func jsonString(data []byte, key string) string { return string(jsonStringBytes(data, key)) }
 
 // runSSE reads the user's stream until ctx ends, reconnecting with
 // Last-Event-ID after a failure as a browser would.
@@ -141,8 +228,8 @@ func (r *recipient) sseOnce(ctx context.Context, c *client) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+r.token)
 	req.Header.Set("Accept", "text/event-stream")
-	if r.started {
-		req.Header.Set("Last-Event-ID", strconv.FormatInt(r.last.Load(), 10))
+	if r.started.Load() {
+		req.Header.Set("Last-Event-ID", r.pos.String())
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
@@ -155,7 +242,7 @@ func (r *recipient) sseOnce(ctx context.Context, c *client) error {
 	br := bufio.NewReaderSize(res.Body, 8<<10)
 	var (
 		long     []byte
-		id       int64
+		id       []byte
 		typ      string
 		data     []byte
 		haveData bool
@@ -181,14 +268,14 @@ func (r *recipient) sseOnce(ctx context.Context, c *client) error {
 			if haveData {
 				r.event(id, typ, data)
 			}
-			id, typ, data, haveData = 0, "", data[:0], false
+			id, typ, data, haveData = id[:0], "", data[:0], false
 			continue
 		}
 		field, value, _ := bytes.Cut(line, []byte(":"))
 		value = bytes.TrimPrefix(value, []byte(" "))
 		switch string(field) {
 		case "id":
-			id, _ = parseInt(value)
+			id = append(id[:0], value...)
 		case "event":
 			typ = eventType(value)
 		case "data":
@@ -219,11 +306,11 @@ func (r *recipient) runPoll(ctx context.Context, c *client) {
 	for ctx.Err() == nil {
 		var p *pollJSON
 		var err error
-		if !r.started {
+		if !r.started.Load() {
 			p = new(pollJSON)
 			err = c.do(ctx, "GET", "/v1/events/poll", r.token, nil, p)
 		} else {
-			p, err = c.poll(ctx, r.token, r.last.Load(), 25, session)
+			p, err = c.poll(ctx, r.token, r.pos.String(), 25, session)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -234,8 +321,12 @@ func (r *recipient) runPoll(ctx context.Context, c *client) {
 			continue
 		}
 		session = p.SessionID
-		if !r.started {
-			r.start(p.Cursor)
+		if !r.started.Load() {
+			pos, err := repository.ParsePosition(p.Cursor)
+			if err != nil {
+				r.errs["bad_cursor"]++
+			}
+			r.start(pos)
 			continue
 		}
 		r.pollBatch(p)
@@ -244,27 +335,28 @@ func (r *recipient) runPoll(ctx context.Context, c *client) {
 
 func (r *recipient) pollBatch(p *pollJSON) {
 	if p.Reset {
-		r.event(0, "reset", []byte(`{"cursor":`+strconv.FormatInt(p.Cursor, 10)+`}`))
+		r.event(nil, "reset", []byte(`{"cursor":"`+p.Cursor+`"}`))
 	}
 	for _, e := range p.Events {
-		r.event(e.Seq, e.Type, e.Data)
+		r.event([]byte(e.Position), e.Type, e.Data)
 	}
 }
 
-// catchUp reads the user's stream after `from` up to `to` with
-// non-waiting polls: how a client that was away verifies it missed nothing.
-func (r *recipient) catchUp(ctx context.Context, c *client, from, to int64) {
+// catchUp reads the user's stream after `from` with non-waiting polls
+// until it has seen every conversation up to its seq in final: how a
+// client that was away verifies it missed nothing.
+func (r *recipient) catchUp(ctx context.Context, c *client, from repository.Position, final map[string]int64) {
 	defer close(r.exited)
 	r.start(from)
-	for r.last.Load() < to && ctx.Err() == nil {
-		p, err := c.poll(ctx, r.token, r.last.Load(), 0, "")
+	for r.behind(final) > 0 && ctx.Err() == nil {
+		p, err := c.poll(ctx, r.token, r.pos.String(), 0, "")
 		if err != nil {
 			r.errs["catchup_"+errKind(err)]++
 			return
 		}
-		before := r.last.Load()
+		before := r.pos
 		r.pollBatch(p)
-		if r.last.Load() == before {
+		if r.pos == before {
 			return // nothing more: what is missing is lost
 		}
 	}

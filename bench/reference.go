@@ -22,20 +22,26 @@ import (
 
 // Reference is the bare SSE broadcaster confab is measured against: the
 // endpoints `bench run` uses, with no auth (a token is the user id), no
-// storage and no checks beyond what routing needs. It keeps a per-user seq
-// in memory so the same delivery checks apply to it.
+// storage and no checks beyond what routing needs. It numbers messages in
+// memory as confab does, a position for each (one counter, "0-<n>") and a
+// seq per conversation, so the same delivery checks apply to it.
 type Reference struct {
 	mu    sync.Mutex
 	next  int
+	pos   int64 // the last position given
 	users map[string]*refUser
-	convs map[string][]*refUser
+	convs map[string]*refConv
 	reg   *prometheus.Registry
 }
 
 type refUser struct {
 	id   string
-	seq  int64
 	subs map[*refSub]struct{}
+}
+
+type refConv struct {
+	members []*refUser
+	seq     int64 // the last message's
 }
 
 type refSub struct {
@@ -47,7 +53,7 @@ type refSub struct {
 func NewReference() *Reference {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Reference{users: map[string]*refUser{}, convs: map[string][]*refUser{}, reg: reg}
+	return &Reference{users: map[string]*refUser{}, convs: map[string]*refConv{}, reg: reg}
 }
 
 // Handler routes the reference's endpoints.
@@ -57,6 +63,7 @@ func (rf *Reference) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/auth/refresh", rf.register)
 	mux.HandleFunc("POST /v1/conversations", rf.createConversation)
 	mux.HandleFunc("POST /v1/conversations/{id}/messages", rf.send)
+	mux.HandleFunc("GET /v1/conversations/{id}/messages", rf.lastMessage)
 	mux.HandleFunc("GET /v1/events", rf.events)
 	mux.HandleFunc("GET /v1/events/poll", rf.poll)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(rf.reg, promhttp.HandlerOpts{}))
@@ -144,7 +151,7 @@ func (rf *Reference) createConversation(w http.ResponseWriter, r *http.Request) 
 	}
 	rf.next++
 	id := "c" + strconv.Itoa(rf.next)
-	rf.convs[id] = members
+	rf.convs[id] = &refConv{members: members}
 	rf.mu.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
 }
@@ -153,13 +160,17 @@ type refMessage struct {
 	ID             string    `json:"id"`
 	ConversationID string    `json:"conversation_id"`
 	SenderID       string    `json:"sender_id"`
+	Seq            int64     `json:"seq"`
 	Body           string    `json:"body"`
 	CreatedAt      time.Time `json:"created_at"`
 }
 
+// refPosition renders a position as confab's cursors look.
+func refPosition(n int64) string { return "0-" + strconv.FormatInt(n, 10) }
+
 // send broadcasts a message to every stream of every member: one JSON
-// encoding, one frame per member (the id line differs), non-blocking sends
-// that drop a subscriber whose queue is full.
+// encoding, one frame (the message has one position, as in confab's log),
+// non-blocking sends that drop a subscriber whose queue is full.
 func (rf *Reference) send(w http.ResponseWriter, r *http.Request) {
 	me := rf.user(r)
 	var in struct {
@@ -171,15 +182,21 @@ func (rf *Reference) send(w http.ResponseWriter, r *http.Request) {
 	}
 	convID := r.PathValue("id")
 	rf.mu.Lock()
-	members, ok := rf.convs[convID]
+	conv, ok := rf.convs[convID]
+	if !ok {
+		rf.mu.Unlock()
+		http.Error(w, "no such conversation", http.StatusNotFound)
+		return
+	}
 	rf.next++
-	msg := refMessage{ID: "m" + strconv.Itoa(rf.next), ConversationID: convID, SenderID: me.id, Body: in.Body, CreatedAt: time.Now().UTC()}
+	rf.pos++
+	conv.seq++
+	msg := refMessage{ID: "m" + strconv.Itoa(rf.next), ConversationID: convID, SenderID: me.id, Seq: conv.seq, Body: in.Body, CreatedAt: time.Now().UTC()}
 	data, _ := json.Marshal(map[string]any{"message": msg})
-	for _, u := range members {
-		u.seq++
-		frame := make([]byte, 0, len(data)+48)
-		frame = append(strconv.AppendInt(append(frame, "id: "...), u.seq, 10), "\nevent: message.created\ndata: "...)
-		frame = append(append(frame, data...), "\n\n"...)
+	frame := make([]byte, 0, len(data)+64)
+	frame = append(append(frame, "id: "...), refPosition(rf.pos)...)
+	frame = append(append(append(frame, "\nevent: message.created\ndata: "...), data...), "\n\n"...)
+	for _, u := range conv.members {
 		for s := range u.subs {
 			select {
 			case s.c <- frame:
@@ -190,11 +207,32 @@ func (rf *Reference) send(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rf.mu.Unlock()
+	writeJSON(w, http.StatusCreated, msg)
+}
+
+// lastMessage answers a conversation's messages page with its last
+// message's seq only: what `bench run` reads of it.
+func (rf *Reference) lastMessage(w http.ResponseWriter, r *http.Request) {
+	if rf.user(r) == nil {
+		http.Error(w, "unknown user", http.StatusUnauthorized)
+		return
+	}
+	rf.mu.Lock()
+	conv, ok := rf.convs[r.PathValue("id")]
+	var seq int64
+	if ok {
+		seq = conv.seq
+	}
+	rf.mu.Unlock()
 	if !ok {
 		http.Error(w, "no such conversation", http.StatusNotFound)
 		return
 	}
-	writeJSON(w, http.StatusCreated, msg)
+	msgs := []map[string]int64{}
+	if seq > 0 {
+		msgs = append(msgs, map[string]int64{"seq": seq})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs, "has_more": seq > 1})
 }
 
 func (rf *Reference) events(w http.ResponseWriter, r *http.Request) {
@@ -206,7 +244,7 @@ func (rf *Reference) events(w http.ResponseWriter, r *http.Request) {
 	s := &refSub{c: make(chan []byte, 256), done: make(chan struct{})}
 	rf.mu.Lock()
 	u.subs[s] = struct{}{}
-	cursor := u.seq
+	cursor := refPosition(rf.pos)
 	rf.mu.Unlock()
 	defer func() {
 		rf.mu.Lock()
@@ -219,7 +257,7 @@ func (rf *Reference) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "retry: 2000\n\nevent: ready\ndata: {\"cursor\":%d}\n\n", cursor)
+	fmt.Fprintf(&buf, "retry: 2000\n\nid: %s\nevent: ready\ndata: {\"cursor\":%q,\"session_id\":\"\"}\n\n", cursor, cursor)
 	flush := func() error {
 		rc.SetWriteDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck // best effort
 		_, err := w.Write(buf.Bytes())
@@ -272,7 +310,7 @@ func (rf *Reference) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rf.mu.Lock()
-	head := u.seq
+	head := refPosition(rf.pos)
 	rf.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"events": []any{}, "cursor": head, "typing": []any{}, "reset": false})
+	writeJSON(w, http.StatusOK, map[string]any{"events": []any{}, "cursor": head, "typing": []any{}, "reset": false, "session_id": ""})
 }

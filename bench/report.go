@@ -36,16 +36,23 @@ type Result struct {
 	Target string `json:"target"`
 	Round  int    `json:"round,omitempty"`
 	// Recipients is the SSE streams plus long-pollers held open.
-	Recipients     int              `json:"recipients"`
-	Messages       int64            `json:"messages"`
-	WritesPerS     float64          `json:"writes_per_s"`
-	Post           Latency          `json:"post"`
-	Delivery       Latency          `json:"delivery"`
-	Deliveries     int64            `json:"deliveries"`
-	DeliveriesPerS float64          `json:"deliveries_per_s"`
-	Lost           int64            `json:"lost"`
-	Duplicated     int64            `json:"duplicated"`
-	Errors         map[string]int64 `json:"errors"`
+	Recipients int   `json:"recipients"`
+	Messages   int64 `json:"messages"`
+	// Scheduled is the sends the writers' pace asked for within the
+	// duration (unpaced: the sends attempted); Messages falls short of it
+	// when the server did not sustain the rate or a send failed.
+	Scheduled      int64   `json:"scheduled"`
+	WritesPerS     float64 `json:"writes_per_s"`
+	Post           Latency `json:"post"`
+	Delivery       Latency `json:"delivery"`
+	Deliveries     int64   `json:"deliveries"`
+	DeliveriesPerS float64 `json:"deliveries_per_s"`
+	Lost           int64   `json:"lost"`
+	Duplicated     int64   `json:"duplicated"`
+	// Disordered counts durable events whose position was not after the
+	// previous one of the same stream (an equal one is Duplicated).
+	Disordered int64            `json:"disordered"`
+	Errors     map[string]int64 `json:"errors"`
 	// Server CPU seconds from the writers' start to the last delivery,
 	// per delivery (or per write when nothing is delivered).
 	CPUSeconds       float64 `json:"server_cpu_s"`
@@ -91,6 +98,8 @@ func merge(name string, rounds []*Result) *Result {
 		n++
 		m.Recipients = r.Recipients
 		m.Messages += r.Messages
+		m.Scheduled += r.Scheduled
+		m.Disordered += r.Disordered
 		m.Deliveries += r.Deliveries
 		m.Lost += r.Lost
 		m.Duplicated += r.Duplicated
@@ -236,6 +245,7 @@ func (rep *Report) rows() (head []string, rows [][]string) {
 		f    func(Latency) float64
 	}{{"p50", func(l Latency) float64 { return l.P50 }}, {"p90", func(l Latency) float64 { return l.P90 }},
 		{"p99", func(l Latency) float64 { return l.P99 }}, {"max", func(l Latency) float64 { return l.Max }}}
+	row("messages scheduled", "", "%.0f", func(r *Result) float64 { return float64(r.Scheduled) })
 	row("messages (2xx)", "", "%.0f", func(r *Result) float64 { return float64(r.Messages) })
 	row("writes/s", "writes_per_s", "%.1f", func(r *Result) float64 { return r.WritesPerS })
 	for _, p := range lat {
@@ -253,6 +263,7 @@ func (rep *Report) rows() (head []string, rows [][]string) {
 	row("RSS KB/idle recipient", "rss_per_recipient", "%.1f", func(r *Result) float64 { return r.RSSPerRecipientKB })
 	row("lost", "", "%.0f", func(r *Result) float64 { return float64(r.Lost) })
 	row("duplicated", "", "%.0f", func(r *Result) float64 { return float64(r.Duplicated) })
+	row("out of order", "", "%.0f", func(r *Result) float64 { return float64(r.Disordered) })
 	return head, rows
 }
 

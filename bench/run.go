@@ -10,17 +10,21 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/confab-chat/confab/repository"
 )
 
 // target is one side of the comparison: a server, the load on it, and the
 // users it runs on.
 type target struct {
-	name    string // "confab", "reference", "sse" or "sql"
+	name    string // "confab", "reference", "sse", "sql" or "group-S"
 	c       *client
 	setup   *setup
+	cfg     *Config // the run's config, or the group-S variant of it
 	streams int
 	pollers int
 	sql     *sqlBench
@@ -53,7 +57,7 @@ func runCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // Progress goes to log.
 func Run(ctx context.Context, cfg *Config, log io.Writer) (*Report, error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(log, "bench: "+format+"\n", a...) }
-	confab := &target{name: "confab", c: newClient(cfg.URL), streams: cfg.Streams, pollers: cfg.Pollers}
+	confab := &target{name: "confab", c: newClient(cfg.URL), cfg: cfg, streams: cfg.Streams, pollers: cfg.Pollers}
 	defer confab.c.close()
 	var err error
 	if confab.setup, err = loadSetup(confab.c, cfg.Setup); err != nil {
@@ -63,16 +67,18 @@ func Run(ctx context.Context, cfg *Config, log io.Writer) (*Report, error) {
 	switch {
 	case cfg.Ref == "":
 	case cfg.Ref == "sse":
-		targets = append(targets, &target{name: "sse", c: confab.c, setup: confab.setup, streams: cfg.Streams + cfg.Pollers})
+		targets = append(targets, &target{name: "sse", c: confab.c, setup: confab.setup, cfg: cfg, streams: cfg.Streams + cfg.Pollers})
+	case strings.HasPrefix(cfg.Ref, "group:"):
+		targets = append(targets, groupTarget(cfg, confab))
 	case strings.HasPrefix(cfg.Ref, "sql:"):
 		sb, err := newSQLBench(ctx, strings.TrimPrefix(cfg.Ref, "sql:"), cfg.Users/cfg.Group, cfg.Group)
 		if err != nil {
 			return nil, err
 		}
 		defer sb.close()
-		targets = append(targets, &target{name: "sql", sql: sb})
+		targets = append(targets, &target{name: "sql", cfg: cfg, sql: sb})
 	default:
-		ref := &target{name: "reference", c: newClient(cfg.Ref), streams: cfg.Streams, pollers: cfg.Pollers}
+		ref := &target{name: "reference", c: newClient(cfg.Ref), cfg: cfg, streams: cfg.Streams, pollers: cfg.Pollers}
 		defer ref.c.close()
 		ref.setup, _ = loadSetup(ref.c, "")
 		targets = append(targets, ref)
@@ -92,6 +98,20 @@ func Run(ctx context.Context, cfg *Config, log io.Writer) (*Report, error) {
 	return rep, nil
 }
 
+// groupTarget is the same server and load as confab's, on conversations of
+// S members instead of cfg.Group (as many of them): what a send costs as
+// a function of the conversation's size. Streams and pollers shrink with
+// the users, so each user keeps as many.
+func groupTarget(cfg *Config, confab *target) *target {
+	size, _ := strconv.Atoi(strings.TrimPrefix(cfg.Ref, "group:"))
+	gc := *cfg
+	gc.Group = size
+	gc.Users = size * (cfg.Users / cfg.Group)
+	scale := func(n int) int { return (n*gc.Users + cfg.Users - 1) / cfg.Users }
+	return &target{name: "group-" + strconv.Itoa(size), c: confab.c, setup: confab.setup, cfg: &gc,
+		streams: scale(cfg.Streams), pollers: scale(cfg.Pollers)}
+}
+
 func targetName(ts []*target) string {
 	if len(ts) < 2 {
 		return ""
@@ -105,11 +125,11 @@ func runRound(ctx context.Context, cfg *Config, t *target, n int, logf func(stri
 		return t.sql.run(ctx, cfg.Writers, cfg.Duration, n)
 	}
 	need := cfg.Duration + cfg.Settle + cfg.Drain + 5*time.Minute
-	fx, err := t.setup.fixture(ctx, cfg, need, logf)
+	fx, err := t.setup.fixture(ctx, t.cfg, need, logf)
 	if err != nil {
 		return nil, err
 	}
-	return (&round{cfg: cfg, t: t, c: t.c, fx: fx, n: n, id: rand.Int64N(1 << 40), logf: logf}).run(ctx)
+	return (&round{cfg: t.cfg, t: t, c: t.c, fx: fx, n: n, id: rand.Int64N(1 << 40), logf: logf}).run(ctx)
 }
 
 // round is one target's run: open the recipients, let them settle, write,
@@ -124,7 +144,8 @@ type round struct {
 	logf func(string, ...any)
 
 	recips []*recipient
-	has    []bool // user -> has a live recipient
+	has    []bool           // user -> has a live recipient
+	base   map[string]int64 // conversation id -> last message seq before the round
 }
 
 func (r *round) run(ctx context.Context) (*Result, error) {
@@ -133,12 +154,17 @@ func (r *round) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Where every conversation's message seqs stand: each recipient must
+	// see them go on from there, one by one.
+	if r.base, err = r.lastSeqs(ctx); err != nil {
+		return nil, err
+	}
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	start := time.Now()
 	r.open(rctx)
 	for _, rc := range r.recips {
-		if !rc.started {
+		if !rc.started.Load() {
 			res.Errors["open_failed"]++
 		}
 	}
@@ -150,16 +176,19 @@ func (r *round) run(ctx context.Context) (*Result, error) {
 	}
 	profile := r.profile(ctx)
 
-	// Users nobody listens to are checked afterwards by catching up.
+	// Users nobody listens to are checked afterwards by catching up from
+	// the log's head before the writes.
 	var quiet []int
 	for u := range r.fx.users {
 		if !r.has[u] && r.cfg.Writers > 0 {
 			quiet = append(quiet, u)
 		}
 	}
-	heads0, err := r.heads(ctx, quiet)
-	if err != nil {
-		return nil, err
+	var from repository.Position
+	if len(quiet) > 0 {
+		if from, err = r.c.head(ctx, r.fx.users[quiet[0]].Access); err != nil {
+			return nil, err
+		}
 	}
 
 	w := write(rctx, r.c, r.fx, r.cfg.Writers, r.cfg.Rate, r.cfg.Duration, r.id)
@@ -178,42 +207,43 @@ func (r *round) run(ctx context.Context) (*Result, error) {
 	if err := profile(); err != nil {
 		return nil, err
 	}
-	r.logf("round %d %s: %d messages in %s, drained in %s", r.n, r.t.name, sum(w.acked), w.elapsed.Round(time.Millisecond), drained.Round(time.Millisecond))
+	r.logf("round %d %s: %d messages (%d scheduled) in %s, drained in %s", r.n, r.t.name, sum(w.acked), w.scheduled,
+		w.elapsed.Round(time.Millisecond), drained.Round(time.Millisecond))
 
-	// Complete: every recipient reached its user's head (events committed
-	// by POSTs that failed on the wire count too).
-	var listened []int
-	for u, ok := range r.has {
-		if ok || r.cfg.Writers > 0 {
-			listened = append(listened, u)
-		}
-	}
-	heads, err := r.heads(ctx, listened)
+	// Complete: every recipient reached the last message of each of its
+	// conversations (messages committed by POSTs that failed on the wire
+	// count too).
+	final, err := r.lastSeqs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r.wait(ctx, 5*time.Second, func(rc *recipient) bool { return rc.last.Load() >= heads[rc.user] })
+	r.wait(ctx, 5*time.Second, func(rc *recipient) bool { return rc.behind(final) == 0 })
 	stop()
 	for _, rc := range r.recips {
 		<-rc.exited
 	}
 	r.c.close()
-	lat := r.collect(res, expected, heads)
+	lat := r.collect(res, expected, final)
 
 	// Catch up the quiet users through the poll endpoint.
 	catch := make([]*recipient, len(quiet))
 	for i, u := range quiet {
-		catch[i] = newRecipient(u, r.fx.users[u].Access, "catchup", r.id, false)
+		catch[i] = newRecipient(u, r.fx.users[u].Access, "catchup", r.id, false, r.userBase(u))
 	}
+	caught := time.Now()
 	parallel(ctx, len(catch), 16, func(i int) error {
-		catch[i].catchUp(ctx, r.c, heads0[catch[i].user], heads[catch[i].user])
+		catch[i].catchUp(ctx, r.c, from, final)
 		return nil
 	})
+	if len(catch) > 0 {
+		r.logf("round %d %s: caught up %d users in %s", r.n, r.t.name, len(catch), time.Since(caught).Round(time.Millisecond))
+	}
 	r.recips = catch
-	r.collect(res, expected, heads)
+	r.collect(res, expected, final)
 
 	res.Recipients = r.t.streams + r.t.pollers
 	res.Messages = sum(w.acked)
+	res.Scheduled = w.scheduled
 	res.post, res.delivery = w.post, lat
 	for k, v := range w.errs {
 		res.Errors[k] += v
@@ -275,7 +305,7 @@ func (r *round) open(ctx context.Context) {
 	add := func(i int, transport string) {
 		u := i % len(r.fx.users)
 		r.has[u] = true
-		r.recips = append(r.recips, newRecipient(u, r.fx.users[u].Access, transport, r.id, true))
+		r.recips = append(r.recips, newRecipient(u, r.fx.users[u].Access, transport, r.id, true, r.userBase(u)))
 	}
 	for i := range r.t.streams {
 		add(i, "sse")
@@ -320,26 +350,44 @@ func (r *round) wait(ctx context.Context, d time.Duration, ok func(*recipient) b
 	return time.Since(start)
 }
 
-// heads returns the stream heads of the given users.
-func (r *round) heads(ctx context.Context, users []int) ([]int64, error) {
-	heads := make([]int64, len(r.fx.users))
-	err := parallel(ctx, len(users), 16, func(i int) error {
-		h, err := r.c.head(ctx, r.fx.users[users[i]].Access)
-		heads[users[i]] = h
+// lastSeqs returns the seq of the last message of every conversation of
+// the fixture, as its first member reads it.
+func (r *round) lastSeqs(ctx context.Context) (map[string]int64, error) {
+	seqs := make([]int64, len(r.fx.convs))
+	err := parallel(ctx, len(r.fx.convs), 16, func(g int) error {
+		var err error
+		seqs[g], err = r.c.lastSeq(ctx, r.fx.users[r.fx.members[g][0]].Access, r.fx.convs[g])
 		return err
 	})
-	return heads, err
+	if err != nil {
+		return nil, fmt.Errorf("last message seqs: %w", err)
+	}
+	out := make(map[string]int64, len(seqs))
+	for g, seq := range seqs {
+		out[r.fx.convs[g]] = seq
+	}
+	return out, nil
+}
+
+// userBase is where user u's conversations stood before the round.
+func (r *round) userBase(u int) map[string]int64 {
+	m := make(map[string]int64, len(r.fx.userConvs[u]))
+	for _, g := range r.fx.userConvs[u] {
+		m[r.fx.convs[g]] = r.base[r.fx.convs[g]]
+	}
+	return m
 }
 
 // collect adds what the recipients saw to res and returns their delivery
-// latencies.
-func (r *round) collect(res *Result, expected, heads []int64) []int64 {
+// latencies. final is every conversation's last message seq.
+func (r *round) collect(res *Result, expected []int64, final map[string]int64) []int64 {
 	var lat []int64
 	for _, rc := range r.recips {
-		lost := rc.gaps + max(0, heads[rc.user]-rc.last.Load())
+		lost := rc.gaps + rc.behind(final)
 		lost = max(lost, expected[rc.user]-rc.msgs.Load())
 		res.Lost += lost
 		res.Duplicated += rc.dups
+		res.Disordered += rc.disordered
 		if rc.transport != "catchup" {
 			res.Deliveries += rc.msgs.Load()
 		}

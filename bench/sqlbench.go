@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,10 +21,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// sqlBench runs the statements of one message send, as
-// repository.SendMessage issues them on Postgres, straight through pgx: the
-// floor under POST /messages without HTTP, JSON decoding, auth or Bun. It
-// works on conversations of its own in a migrated confab database.
+// sqlBench runs the statement of one message send, as
+// repository.SendMessage issues it on Postgres (sendPG), straight through
+// pgx: the floor under POST /messages without HTTP, JSON, auth or the
+// real-time core. It works on conversations of its own in a migrated
+// confab database.
 type sqlBench struct {
 	pool   *pgxpool.Pool
 	convs  []sqlConv
@@ -63,7 +66,7 @@ func sqlCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer b.close()
 	cfg := &Config{URL: "sql", Users: *convs * *group, Group: *group, Writers: *writers, Duration: *d, Rounds: *rounds}
-	rep := &Report{Label: "sql: the statements of one send through pgx", Config: cfg}
+	rep := &Report{Label: "sql: the statement of one send through pgx", Config: cfg}
 	for i := range *rounds {
 		res, err := b.run(ctx, *writers, *d, i+1)
 		if err != nil {
@@ -93,15 +96,17 @@ func newSQLBench(ctx context.Context, dsn string, convs, group int) (*sqlBench, 
 	}
 	b := &sqlBench{pool: pool, prefix: "bsql" + randomHex(4)}
 	now := time.Now().UTC()
-	var users, streams, conversations, members [][]any
+	var users, memberships, conversations, members [][]any
 	for g := range convs {
 		c := sqlConv{id: uuid.Must(uuid.NewV7()).String()}
-		conversations = append(conversations, []any{c.id, "group", now, now})
+		conversations = append(conversations, []any{c.id, "group", now, now, group})
 		for j := range group {
 			u := uuid.Must(uuid.NewV7()).String()
 			name := b.prefix + "_" + strconv.Itoa(g*group+j)
 			users = append(users, []any{u, name, name, "-", now})
-			streams = append(streams, []any{u})
+			// Members from the start of the log: the send reads no span,
+			// but a reader of these users' streams would.
+			memberships = append(memberships, []any{u, c.id, int64(0), int64(0)})
 			members = append(members, []any{c.id, u, now})
 			c.members = append(c.members, u)
 			b.users = append(b.users, u)
@@ -116,9 +121,9 @@ func newSQLBench(ctx context.Context, dsn string, convs, group int) (*sqlBench, 
 			rows  [][]any
 		}{
 			{"users", []string{"id", "username", "display_name", "password_hash", "created_at"}, users},
-			{"streams", []string{"user_id"}, streams},
-			{"conversations", []string{"id", "kind", "created_at", "last_activity_at"}, conversations},
+			{"conversations", []string{"id", "kind", "created_at", "last_activity_at", "member_count"}, conversations},
 			{"members", []string{"conversation_id", "user_id", "joined_at"}, members},
+			{"memberships", []string{"user_id", "conversation_id", "join_xid", "join_id"}, memberships},
 		} {
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.table}, t.cols, pgx.CopyFromRows(t.rows)); err != nil {
 				return fmt.Errorf("bench sql: fixture %s: %w", t.table, err)
@@ -137,15 +142,28 @@ func newSQLBench(ctx context.Context, dsn string, convs, group int) (*sqlBench, 
 func (b *sqlBench) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	b.clearLog(ctx)
+	ids := b.convIDs()
+	b.pool.Exec(ctx, "DELETE FROM messages WHERE conversation_id = ANY($1)", ids) //nolint:errcheck // best effort
+	b.pool.Exec(ctx, "DELETE FROM conversations WHERE id = ANY($1)", ids)         //nolint:errcheck
+	b.pool.Exec(ctx, "DELETE FROM users WHERE id = ANY($1)", b.users)             //nolint:errcheck
+	b.pool.Close()
+}
+
+func (b *sqlBench) convIDs() []string {
 	ids := make([]string, len(b.convs))
 	for i, c := range b.convs {
 		ids[i] = c.id
 	}
-	b.pool.Exec(ctx, "DELETE FROM events WHERE user_id = ANY($1)", b.users)       //nolint:errcheck // best effort
-	b.pool.Exec(ctx, "DELETE FROM messages WHERE conversation_id = ANY($1)", ids) //nolint:errcheck
-	b.pool.Exec(ctx, "DELETE FROM conversations WHERE id = ANY($1)", ids)         //nolint:errcheck
-	b.pool.Exec(ctx, "DELETE FROM users WHERE id = ANY($1)", b.users)             //nolint:errcheck
-	b.pool.Close()
+	return ids
+}
+
+// clearLog deletes the events the sends appended. A confab server on the
+// same database tails the log: left there, they would be its work in its
+// next round (nobody receives them, but it reads them all).
+func (b *sqlBench) clearLog(ctx context.Context) error {
+	_, err := b.pool.Exec(ctx, "DELETE FROM log WHERE conversation_id = ANY($1)", b.convIDs())
+	return err
 }
 
 // run has `writers` writers send for d, writer i into conversation i mod C.
@@ -184,7 +202,11 @@ func (b *sqlBench) run(ctx context.Context, writers int, d time.Duration, round 
 	}
 	wg.Wait()
 	res.writeSecs = time.Since(start).Seconds()
+	res.Scheduled = res.Messages + sum(slices.Collect(maps.Values(res.Errors)))
 	res.finish()
+	if err := b.clearLog(ctx); err != nil {
+		return nil, fmt.Errorf("bench sql: clear the log: %w", err)
+	}
 	return res, ctx.Err()
 }
 
@@ -195,58 +217,54 @@ func sqlErrKind(err error) string {
 	return "sql"
 }
 
-// send is repository.SendMessage's transaction on Postgres, statement for
-// statement: lock the conversation and store the message with it (next
-// seq, insert, conversation's last message, sender's read marker, which
-// tells membership: one statement), then append the event to the streams
-// of the conversation's members (one statement).
+// sendStatement is sendPG's statement (repository/messages.go), verbatim:
+// TestSendStatementIsSendPGs keeps them the same. $1 message id, $2
+// conversation, $3 sender, $4 body, $5 client_msg_id, $6 created_at, $7 and
+// $8 the message.created data before and after its seq, $9 the advisory
+// lock class of conversations.
+const sendStatement = `WITH k AS MATERIALIZED (SELECT 1 AS k FROM pg_advisory_xact_lock($9, hashtext($2))),
+		c AS (SELECT conversations.last_seq + 1 AS seq FROM k, conversations WHERE conversations.id = $2 FOR UPDATE OF conversations),
+		r AS (UPDATE members SET read_seq = c.seq FROM c WHERE conversation_id = $2 AND user_id = $3 RETURNING c.seq),
+		m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
+			SELECT $1, $2, $3, r.seq, $4, $5, $6 FROM r RETURNING seq),
+		u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
+		l AS (INSERT INTO log (conversation_id, type, data, created_at)
+			SELECT $2, 'message.created', $7 || m.seq::text || $8, $6 FROM m RETURNING id, xid)
+		SELECT m.seq, l.id, l.xid FROM m, l`
+
+// conversationLockClass is repository's first key of the conversations'
+// advisory locks ("conf").
+const conversationLockClass = 0x636f6e66
+
+// send is repository.SendMessage on Postgres: its one statement, run
+// outside any explicit transaction (Postgres commits it as it returns),
+// with the message.created data rendered around the seq as messageData
+// does.
 func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) error {
-	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-		now := time.Now().UTC().Truncate(time.Microsecond)
-		id := uuid.Must(uuid.NewV7()).String()
-		var (
-			seq    int64
-			member bool
-		)
-		err := tx.QueryRow(ctx, `WITH c AS (SELECT last_seq + 1 AS seq FROM conversations WHERE id = $2 FOR UPDATE),
-			m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
-				SELECT $1, $2, $3, c.seq, $4, $5, $6 FROM c RETURNING seq),
-			u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
-			r AS (UPDATE members SET read_seq = m.seq FROM m WHERE conversation_id = $2 AND user_id = $3 RETURNING 1)
-			SELECT m.seq, EXISTS (SELECT 1 FROM r) FROM m`,
-			id, c.id, sender, body, nil, now).Scan(&seq, &member)
-		if err != nil {
-			return err
-		}
-		if !member {
-			return errors.New("not a member")
-		}
-		data, err := json.Marshal(map[string]any{"message": map[string]any{
-			"id": id, "conversation_id": c.id, "sender_id": sender, "seq": seq, "body": body, "client_msg_id": nil, "created_at": now,
-		}})
-		if err != nil {
-			return err
-		}
-		rows, _ := tx.Query(ctx, `WITH l AS (SELECT user_id FROM streams
-				WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = $1) ORDER BY user_id FOR UPDATE),
-			s AS (UPDATE streams AS s SET last_seq = s.last_seq + 1 FROM l WHERE s.user_id = l.user_id
-				RETURNING s.user_id, s.last_seq)
-			INSERT INTO events (user_id, seq, type, data, data_id, created_at)
-			SELECT user_id, last_seq, $2, $3, $5::text, $4::timestamptz FROM s
-			RETURNING user_id, seq`, c.id, "message.created", string(data), now, nil)
-		type ptr struct {
-			User string
-			Seq  int64
-		}
-		ptrs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ptr])
-		if err != nil {
-			return err
-		}
-		if len(ptrs) != len(c.members) {
-			return fmt.Errorf("%d of %d streams advanced", len(ptrs), len(c.members))
-		}
-		return nil
-	})
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	id := uuid.Must(uuid.NewV7()).String()
+	// The fields in the order repository's messageJSON has them.
+	type message struct {
+		ID             string    `json:"id"`
+		ConversationID string    `json:"conversation_id"`
+		SenderID       string    `json:"sender_id"`
+		Seq            int64     `json:"seq"`
+		Body           string    `json:"body"`
+		ClientMsgID    *string   `json:"client_msg_id"`
+		CreatedAt      time.Time `json:"created_at"`
+	}
+	data, err := json.Marshal(map[string]any{"message": message{ID: id, ConversationID: c.id, SenderID: sender, Body: body, CreatedAt: now}})
+	if err != nil {
+		return err
+	}
+	i := bytes.Index(data, []byte(`"seq":0,`)) + len(`"seq":`)
+	before, after := string(data[:i]), string(data[i+1:])
+	var seq, logID, xid int64
+	err = b.pool.QueryRow(ctx, sendStatement, id, c.id, sender, body, nil, now, before, after, conversationLockClass).Scan(&seq, &logID, &xid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errors.New("not a member")
+	}
+	return err
 }
 
 func randomHex(n int) string {

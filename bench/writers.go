@@ -12,15 +12,27 @@ import (
 
 // writeResult is what the writers of one round did.
 type writeResult struct {
-	post    []int64 // POST latencies, ns
-	acked   []int64 // per conversation: messages answered 2xx
-	errs    map[string]int64
-	elapsed time.Duration
+	post  []int64 // POST latencies from the scheduled send, ns
+	acked []int64 // per conversation: messages answered 2xx
+	// scheduled is how many sends the pace asked for within the duration
+	// (with no pace: how many were attempted).
+	scheduled int64
+	errs      map[string]int64
+	elapsed   time.Duration
 }
 
-// write runs cfg.Writers writers on fx until d has passed. Writer i posts
-// to conversation i mod C as one of its members, paced so all writers
-// together send `rate` messages a second (0: each as fast as it can).
+// write runs writers writers on fx until d has passed. Writer i posts to
+// conversation i mod C as one of its members, paced so all writers together
+// send `rate` messages a second (0: each as fast as it can).
+//
+// A paced send has a slot on a fixed schedule, and its latency (the POST's,
+// and the delivery's: the body carries the slot's time) is measured from
+// that slot, not from when the request went out: a writer held up by a slow
+// answer sends its next messages late, and their wait counts. Measuring
+// from the send would leave that wait out (coordinated omission), making a
+// server that stalls look as if it answered the few requests it was sent
+// quickly. A writer behind its schedule sends back to back until it has
+// caught up; slots it had not reached by the end are scheduled and unsent.
 func write(ctx context.Context, c *client, fx *fixture, writers int, rate float64, d time.Duration, round int64) writeResult {
 	res := writeResult{acked: make([]int64, len(fx.convs)), errs: map[string]int64{}}
 	if writers == 0 {
@@ -38,7 +50,7 @@ func write(ctx context.Context, c *client, fx *fixture, writers int, rate float6
 		go func() {
 			defer wg.Done()
 			var post []int64
-			var acked int64
+			var acked, scheduled int64
 			errs := map[string]int64{}
 			var interval time.Duration
 			next := start
@@ -49,8 +61,14 @@ func write(ctx context.Context, c *client, fx *fixture, writers int, rate float6
 			path := c.base + "/v1/conversations/" + fx.convs[conv] + "/messages"
 			var body []byte
 			for ctx.Err() == nil {
+				slot := time.Now()
 				if interval > 0 {
-					if wait := time.Until(next); wait > 0 {
+					slot = next
+					if !slot.Before(end) {
+						break
+					}
+					scheduled++
+					if wait := time.Until(slot); wait > 0 {
 						t := time.NewTimer(wait)
 						select {
 						case <-ctx.Done():
@@ -58,16 +76,17 @@ func write(ctx context.Context, c *client, fx *fixture, writers int, rate float6
 						}
 						t.Stop()
 					}
-					// Fall behind by at most a second, then stop catching up.
 					next = next.Add(interval)
-					if floor := time.Now().Add(-time.Second); next.Before(floor) {
-						next = floor
-					}
 				}
-				if !time.Now().Before(end) || ctx.Err() != nil {
+				// A slot within the duration is sent if the writer reaches it
+				// within one interval of the end (a timer may fire late).
+				if !time.Now().Before(end.Add(interval)) || ctx.Err() != nil {
 					break
 				}
-				t0 := since()
+				if interval == 0 {
+					scheduled++
+				}
+				t0 := int64(slot.Sub(epoch))
 				body = strconv.AppendInt(append(strconv.AppendInt(append(body[:0], `{"body":"bench:`...), round, 10), ':'), t0, 10)
 				body = append(body, `"}`...)
 				err := c.post(ctx, path, sender.Access, body)
@@ -78,10 +97,16 @@ func write(ctx context.Context, c *client, fx *fixture, writers int, rate float6
 				}
 				acked++
 			}
+			// The slots the writer did not reach before the end.
+			for interval > 0 && next.Before(end) {
+				scheduled++
+				next = next.Add(interval)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			res.post = append(res.post, post...)
 			res.acked[conv] += acked
+			res.scheduled += scheduled
 			for k, v := range errs {
 				res.errs[k] += v
 			}
