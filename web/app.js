@@ -14,7 +14,7 @@
  *   people.js         people search, new conversations and groups, members, leaving
  *
  * Stable selectors (for e2e tests; keep them when restyling):
- *   #status[data-status]        connecting | live | longpoll | reconnecting | offline | stopped;
+ *   #status[data-status]        connecting | live | longpoll | reconnecting | offline | stopped (hidden until signed in);
  *                               also data-transport (sse|longpoll|"") and data-leader (true|false);
  *                               text "Live", "Long-poll", "Reconnecting… (retry in Ns)", "Offline"
  *   #login-form  #username  #password  #display-name  #login-btn  #register-btn  #login-error
@@ -26,24 +26,30 @@
  *       > button.conversation-open (.conv-title, .conv-preview, .conv-time, .unread badge only when unread > 0)
  *       li.conversation.active (+ aria-current on its button) is the open one
  *   #chat-title  #chat-members  #add-member (search; results #add-member-results li.user-result > button.add-member)
- *   #leave-btn  #back-btn (narrow screens)
- *   #messages > li.message[data-id][data-client-msg-id][data-seq][data-state="pending|sent|failed"][data-sender-id]
- *       (.mine for own; .sender, .body, .time, .receipt; button.retry when failed).
- *       data-id is absent until the server confirmed the message.
+ *   #leave-btn (asks first: #leave-dialog with #leave-text, #leave-cancel, #leave-confirm)  #back-btn (narrow screens)
+ *   #messages (role=log, the scrolling box) > #message-list >
+ *     li.message[data-id][data-client-msg-id][data-seq][data-state="pending|queued|sent|failed"][data-sender-id]
+ *       (.mine for own; .sender, .body, .time, .receipt). data-id is absent until the server
+ *       confirmed the message. queued: it failed for want of a connection and is sent again by
+ *       itself when the connection is back; failed: refused for good, with button.retry.
+ *     li.system                 a line about the conversation: "Bob Stone left", "Dave Ross joined",
+ *                               "You added Dave Ross" (from member.joined / member.left)
  *   #messages[data-complete]    set once the whole history is loaded (shows "Beginning of the conversation")
  *   #history-status             "Loading older messages…" while scrolling back
  *   #typing                     "alice is typing…" for the open conversation (empty when nobody)
  *   #composer (textarea)  #send-btn  #composer-form
  *   #toast                      transient errors
- *   window.confabDebug          {status, lastSeq, isLeader, transport, tabId, received: [seq, ...]}
- * The open conversation is also in the URL: #c=<conversation id>.
+ *   document.title              "(N) confab" while N messages are unread
+ *   window.confabDebug          {status, position, isLeader, transport, tabId, received: [position, ...]}
+ * The open conversation is also in the URL: #c=<conversation id>. Opening one from the list adds
+ * a history entry (Back returns to the list); a #c= typed or followed opens that conversation.
  */
 import { $, toast } from './ui.js';
-import { confab, state, api, remember, rememberMembers, me } from './state.js';
+import { confab, state, api, remember, rememberMembers, me, nameOf, loadNames, forgetNames, newContacts } from './state.js';
 import { renderStatus } from './status.js';
 import { convEls, renderConversations, upsertConversation, refreshConversation, removeConversation } from './conversations.js';
-import { openConversation, closeConversation, renderHeader } from './chat.js';
-import { applyMessage } from './compose.js';
+import { openConversation, closeConversation, renderHeader, addNote } from './chat.js';
+import { applyMessage, resendQueued } from './compose.js';
 import { applyTyping } from './typing.js';
 import { applyRead } from './read.js';
 import './people.js';
@@ -58,7 +64,9 @@ function boot() {
   if (state.me && state.me.id !== user.id) return location.reload(); // another tab switched accounts
   if (state.me) return;
   state.me = user;
+  loadNames();
   remember(user.id, user);
+  $('#status').hidden = false;
   $('#login-view').hidden = true;
   $('#chat-view').hidden = false;
   $('#me-box').hidden = false;
@@ -67,13 +75,18 @@ function boot() {
 }
 
 function showLogin() {
+  forgetNames();
   state.me = null;
   state.active = null;
   state.convs.clear();
   state.outbox.clear();
+  state.notes.clear();
+  state.online.clear();
   convEls.clear();
   $('#conversation-list').replaceChildren();
-  $('#messages').replaceChildren();
+  $('#message-list').replaceChildren();
+  document.title = 'confab';
+  $('#status').hidden = true; // nothing to connect before signing in
   $('#chat-view').hidden = true;
   $('#me-box').hidden = true;
   $('#login-view').hidden = false;
@@ -110,7 +123,16 @@ $('#logout-btn').addEventListener('click', () => confab.logout());
 confab.on('login', boot);
 confab.on('logout', showLogin);
 
-confab.on('status', renderStatus);
+confab.on('status', (s) => {
+  renderStatus(s);
+  // Presence is only true while connected: a new stream sends who is online now.
+  if (s.status !== 'live' && state.online.size) {
+    state.online.clear();
+    renderConversations();
+    renderHeader();
+  }
+  if (s.status === 'live' || s.status === 'longpoll') resendQueued();
+});
 
 // ---- state sync -------------------------------------------------------------
 // 'sync' (first start, server reset, or a gap a follower tab could not fill)
@@ -160,10 +182,35 @@ async function loadAll() {
 
 confab.on('sync', sync);
 confab.on('message.created', ({ message }) => later(() => applyMessage(message)));
-confab.on('conversation.created', ({ conversation }) => later(() => !state.convs.has(conversation.id) && upsertConversation(conversation)));
-confab.on('member.joined', ({ conversation_id }) => later(() => refreshConversation(conversation_id)));
-confab.on('member.left', ({ conversation_id, user_id }) =>
-  later(() => (user_id === me() ? removeConversation(conversation_id) : refreshConversation(conversation_id))),
+// Presence comes for contacts when the stream starts (a snapshot), and then
+// as they change: someone new to us needs a fresh snapshot.
+confab.on('conversation.created', ({ conversation: c }) =>
+  later(() => {
+    if (state.convs.has(c.id)) return;
+    const fresh = newContacts(c);
+    upsertConversation(c);
+    if (fresh) confab.refreshPresence();
+  }),
+);
+confab.on('member.joined', ({ conversation_id: conv, user_id: user, by }) =>
+  later(async () => {
+    const known = state.convs.has(conv);
+    await refreshConversation(conv); // learns the newcomer's name
+    const c = state.convs.get(conv);
+    if (c && newContacts(c)) confab.refreshPresence();
+    if (!known || user === me()) return;
+    // `by`, when the server says who added them; else we know only our own adds.
+    const adder = by ?? state.addedBy.get(conv + '|' + user);
+    addNote(conv, adder ? `${nameOf(adder)} added ${nameOf(user)}` : `${nameOf(user)} joined`);
+  }),
+);
+confab.on('member.left', ({ conversation_id: conv, user_id: user, by }) =>
+  later(() => {
+    if (user === me()) return removeConversation(conv);
+    if (!state.convs.has(conv)) return;
+    addNote(conv, by && by !== user ? `${nameOf(by)} removed ${nameOf(user)}` : `${nameOf(user)} left`);
+    refreshConversation(conv);
+  }),
 );
 confab.on('read', (d) => later(() => applyRead(d)));
 confab.on('typing', (t) => applyTyping(t));

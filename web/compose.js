@@ -1,7 +1,7 @@
 /** compose.js — the composer: sending (with the outbox) and our own typing pings. */
 import { $, announce } from './ui.js';
 import { uuid } from './confab.js';
-import { state, api, path, me, nameOf, viewing, titleOf } from './state.js';
+import { confab, state, api, path, me, nameOf, viewing, titleOf } from './state.js';
 import { renderConversations, refreshConversation } from './conversations.js';
 import { paintMessage } from './chat.js';
 import { dropTyping } from './typing.js';
@@ -29,7 +29,16 @@ export function applyMessage(m) {
   renderConversations();
 }
 
+// A failure the same request may not meet next time: no network, the server
+// down or busy, a timeout. Such a message waits ('queued') and goes out by
+// itself when the connection is back. Anything else (the conversation is
+// gone, the body is refused) would fail again: the user decides, with Retry.
+const transient = (err) => err.status === 0 || err.status === 408 || err.status === 429 || err.status >= 500;
+const connected = () => confab.status === 'live' || confab.status === 'longpoll';
+
 export async function deliver(o) {
+  clearTimeout(o.timer);
+  if (!state.outbox.has(o.msg.client_msg_id)) return; // confirmed meanwhile
   o.state = 'pending';
   o.error = null;
   const view = state.active?.id === o.msg.conversation_id ? state.active : null;
@@ -41,11 +50,25 @@ export async function deliver(o) {
     applyMessage(m); // the event may come before or after this; both are fine
   } catch (err) {
     if (!state.outbox.has(o.msg.client_msg_id)) return; // confirmed by the event meanwhile
-    o.state = 'failed';
-    o.error = err.code === 'network' ? 'offline' : err.detail || err.title || err.message;
+    if (transient(err)) {
+      o.state = 'queued';
+      o.tries = (o.tries ?? 0) + 1;
+      // resendQueued sends it when the connection comes back; while it seems
+      // up (it may not have noticed yet), try again after a while as well.
+      const wait = err.retryAfter ? err.retryAfter * 1000 : Math.min(30000, 1000 * 2 ** o.tries);
+      if (connected()) o.timer = setTimeout(() => deliver(o), wait);
+    } else {
+      o.state = 'failed';
+      o.error = err.detail || err.title || err.message;
+    }
     const e = state.active?.entryByClient(o.msg.client_msg_id);
     if (e) paintMessage(e, state.active.id);
   }
+}
+
+/** Sends every message that waits for the connection (it is back). */
+export function resendQueued() {
+  for (const o of state.outbox.values()) if (o.state === 'queued') deliver(o);
 }
 
 export function send(body) {

@@ -41,7 +41,7 @@ export function convElement(id) {
       'button',
       { type: 'button', class: 'conversation-open' },
       h('span', { class: 'avatar', 'aria-hidden': 'true' }),
-      h('span', { class: 'conv-main' }, h('span', { class: 'conv-title' }), h('span', { class: 'conv-preview' })),
+      h('span', { class: 'conv-main' }, h('span', { class: 'conv-title', dir: 'auto' }), h('span', { class: 'conv-preview', dir: 'auto' })),
       h('span', { class: 'conv-side' }, h('time', { class: 'conv-time' })),
     ),
   );
@@ -65,6 +65,9 @@ export function renderConversations() {
     convEls.delete(id);
   }
   $('#no-conversations').hidden = list.length > 0;
+  // The tab's title counts what is unread, for a tab in the background.
+  const unread = list.reduce((n, c) => n + (viewing(c.id) ? 0 : c.unread_count), 0);
+  document.title = unread ? `(${unread > 99 ? '99+' : unread}) confab` : 'confab';
 }
 
 export function fillConversation(li, c) {
@@ -98,5 +101,5 @@ export function fillConversation(li, c) {
 
 $('#conversation-list').addEventListener('click', (e) => {
   const li = e.target.closest('.conversation');
-  if (li) openConversation(li.dataset.id, { focus: true });
+  if (li) openConversation(li.dataset.id, { focus: true, push: true });
 });

@@ -1,6 +1,6 @@
 /** people.js — people search: new conversations, groups, members, leaving. */
 import { $, h, toast } from './ui.js';
-import { state, api, path, me, remember } from './state.js';
+import { confab, state, api, path, me, remember, titleOf, newContacts } from './state.js';
 import { upsertConversation, removeConversation } from './conversations.js';
 import { openConversation } from './chat.js';
 
@@ -27,7 +27,7 @@ export function peopleSearch(input, results, actions) {
           h(
             'li',
             { class: 'user-result', dataset: { userId: u.id, username: u.username } },
-            h('span', { class: 'user-name' }, u.display_name, ' ', h('span', { class: 'hint', text: '@' + u.username })),
+            h('span', { class: 'user-name' }, h('span', { dir: 'auto', text: u.display_name }), ' ', h('span', { class: 'hint', text: '@' + u.username })),
             h('span', { class: 'actions' }, actions(u)),
           ),
         );
@@ -51,8 +51,10 @@ export async function startDirect(u) {
   try {
     const c = await api('POST', '/v1/conversations', { kind: 'direct', member_ids: [u.id] });
     clearNewSearch();
+    const fresh = !state.convs.has(c.id) && newContacts(c);
     upsertConversation(c);
-    openConversation(c.id, { focus: true });
+    if (fresh) confab.refreshPresence(); // a new contact: who is online comes with a new stream
+    openConversation(c.id, { focus: true, push: true });
   } catch (err) {
     toast(`Could not start the conversation: ${err.message}`);
   }
@@ -72,7 +74,7 @@ export function renderDraft() {
       h(
         'li',
         { class: 'chip', dataset: { userId: u.id } },
-        u.display_name || u.username,
+        h('span', { dir: 'auto', text: u.display_name || u.username }),
         h('button', {
           type: 'button',
           class: 'remove-chip ghost',
@@ -98,8 +100,10 @@ $('#create-group-btn').addEventListener('click', async () => {
     $('#group-title').value = '';
     renderDraft();
     clearNewSearch();
+    const fresh = !state.convs.has(c.id) && newContacts(c);
     upsertConversation(c);
-    openConversation(c.id, { focus: true });
+    if (fresh) confab.refreshPresence(); // a new contact: who is online comes with a new stream
+    openConversation(c.id, { focus: true, push: true });
   } catch (err) {
     toast(`Could not create the group: ${err.message}`);
   }
@@ -112,6 +116,8 @@ const clearAddSearch = peopleSearch($('#add-member'), $('#add-member-results'), 
 export async function addMember(u) {
   const id = state.active?.id;
   if (!id) return;
+  remember(u.id, u);
+  state.addedBy.set(id + '|' + u.id, me()); // the member.joined line: "You added …"
   try {
     upsertConversation(await api('POST', path(id, '/members'), { user_id: u.id }));
     clearAddSearch();
@@ -120,9 +126,21 @@ export async function addMember(u) {
   }
 }
 
-$('#leave-btn').addEventListener('click', async () => {
-  const id = state.active?.id;
-  if (!id) return;
+// Leaving is not undone by the leaver (someone else must add them back): ask first.
+$('#leave-btn').addEventListener('click', () => {
+  const c = state.active && state.convs.get(state.active.id);
+  if (!c) return;
+  const dialog = $('#leave-dialog');
+  $('#leave-text').textContent = `You will no longer get the messages of “${titleOf(c)}”. Only a member can add you back.`;
+  dialog.dataset.id = c.id;
+  dialog.returnValue = '';
+  dialog.showModal();
+});
+
+$('#leave-dialog').addEventListener('close', async () => {
+  const dialog = $('#leave-dialog');
+  const id = dialog.dataset.id;
+  if (dialog.returnValue !== 'leave' || !state.convs.has(id)) return $('#leave-btn').focus();
   try {
     await api('DELETE', path(id, `/members/${encodeURIComponent(me())}`));
     removeConversation(id);
