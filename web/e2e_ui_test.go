@@ -66,7 +66,6 @@ func TestPhone(t *testing.T) {
 	mustEval[bool](a, `window.sameDocument = true`)
 	a.waitFor("the list fits the screen, the long names cut short", jsFits+` && `+jsCutShort("#me-name")+` && `+
 		jsCutShort(`#conversation-list li.conversation[data-id="`+withBob+`"] .conv-title`), 5*time.Second)
-	a.screenshot("phone-list")
 
 	a.click(`#conversation-list li.conversation[data-id="` + withBob + `"] button.conversation-open`)
 	a.waitFor("the conversation shown alone, fitting the screen", `document.body.dataset.view === 'chat' && `+
@@ -124,7 +123,6 @@ func TestGroupMembers(t *testing.T) {
 	// Leave asks first; Stay keeps him in.
 	b.click("#leave-btn")
 	b.waitFor("the question", `document.querySelector('#leave-dialog').open && document.querySelector('#leave-text').textContent.includes('Road trip')`, 5*time.Second)
-	b.screenshot("leave")
 	b.click("#leave-cancel")
 	b.waitFor("the question gone", `!document.querySelector('#leave-dialog').open`, 5*time.Second)
 	if !mustEval[bool](b, jsConv(group.ID)+` !== null && !document.querySelector('#chat-pane').hidden`) {
