@@ -1,9 +1,19 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,4 +245,60 @@ func checkAxe(t *testing.T, b *tab, where string) {
 	for _, v := range got {
 		t.Errorf("axe on %s: %s (%s): %s\n  %v", where, v.ID, v.Impact, v.Help, v.Nodes)
 	}
+}
+
+// TestSendFailures: a send the server refuses for good (400) fails with a
+// Retry button; one it could not take just then (503) waits and goes out
+// by itself, without a Retry button, with the same client_msg_id.
+func TestSendFailures(t *testing.T) {
+	e2e(t)
+	srv := startServer(t)
+	target, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var busy atomic.Int32 // 503 answers still to give to "busy" sends
+	busy.Store(2)
+	upstream := httputil.NewSingleHostReverseProxy(target)
+	upstream.FlushInterval = -1
+	upstream.ErrorLog = log.New(io.Discard, "", 0)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/messages") {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			problem := func(status int, code string) {
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(status)
+				fmt.Fprintf(w, `{"type":"about:blank","title":%q,"status":%d,"code":%q}`, http.StatusText(status), status, code)
+			}
+			switch {
+			case bytes.Contains(body, []byte("refused")):
+				problem(http.StatusBadRequest, "invalid_field")
+				return
+			case bytes.Contains(body, []byte("busy")) && busy.Add(-1) >= 0:
+				problem(http.StatusServiceUnavailable, "unavailable")
+				return
+			}
+		}
+		upstream.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		proxy.CloseClientConnections()
+		proxy.Close()
+	})
+	_, _, _, a, b := signedInPair(t, srv, proxy.URL, "first")
+	a.waitStatus("live", 10*time.Second)
+	a.waitFor("the history", jsShows("first"), 10*time.Second)
+
+	a.write("refused for good")
+	a.waitFor("the refused message failed, with Retry", `(li => li?.dataset.state === 'failed' && li.querySelector('button.retry'))(`+
+		`[...document.querySelectorAll('#messages li.message')].find(li => li.querySelector('.body').textContent === 'refused for good'))`, 10*time.Second)
+
+	a.write("busy for a moment")
+	a.waitFor("the busy message waiting, without Retry", `(li => li?.dataset.state === 'queued' && !li.querySelector('button.retry'))(`+
+		`[...document.querySelectorAll('#messages li.message')].find(li => li.querySelector('.body').textContent === 'busy for a moment'))`, 5*time.Second)
+	for _, x := range []*tab{a, b} {
+		x.waitFor("the busy message sent by itself", jsShows("busy for a moment"), 20*time.Second)
+	}
+	b.checkMessages("first", "busy for a moment")
 }
