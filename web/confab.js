@@ -10,9 +10,12 @@
  *     one revokes the whole login, so only one tab refreshes at a time (Web
  *     Lock "confab-auth"); the others re-read the newest pair afterwards.
  *  2. Delivery. Opens the per-user event stream (`GET /v1/events`, SSE),
- *     resumes from the last `seq` it delivered (kept in sessionStorage, so a
- *     page reload resumes too), delivers each durable event once and in
+ *     resumes from the last position it delivered (kept in sessionStorage, so
+ *     a page reload resumes too), delivers each durable event once and in
  *     order, and turns the server's `reset` into a "reload your state" signal.
+ *     A position (the SSE `id:`, the poll `cursor`) is an opaque string: it is
+ *     stored and sent back as it came, never compared or computed with;
+ *     duplicates are recognised by a bounded set of recently seen positions.
  *  3. Fallback. When the stream fails repeatedly while plain HTTP works, or
  *     no `ready` frame arrives within `readyTimeout` (a proxy that buffers
  *     responses), it long-polls `GET /v1/events/poll` instead and tries SSE
@@ -22,8 +25,9 @@
  *     "confab-leader-<userId>", held for the tab's lifetime) and relays every
  *     event and status change over BroadcastChannel("confab-<userId>"). When
  *     the leader closes, the next tab gets the lock at once and resumes from
- *     its own last `seq` (followers track it too), so nothing is lost and
- *     nothing is delivered twice. Web Locks need a secure context (https or
+ *     its own last position (followers track it too), so nothing is lost and
+ *     nothing is delivered twice. The leader relays each event with the
+ *     position before it, so a follower notices a gap without arithmetic. Web Locks need a secure context (https or
  *     localhost); elsewhere each tab keeps its own connection.
  *
  * Usage:
@@ -45,7 +49,7 @@
  * Events (`confab.on(type, fn)` calls fn(detail) and returns an unsubscribe function):
  *   'sync'         {reason: 'start'|'reset'|'gap', cursor}  load or reload all state now;
  *                  events that follow apply on top of it
- *   'event'        {seq, type, data}  every durable event, in seq order, once
+ *   'event'        {position, type, data}  every durable event, in stream order, once
  *   'message.created' | 'conversation.created' | 'member.joined' | 'member.left' | 'read'
  *                  (data, event)  the same, by type; data as in the API
  *   'typing'       {conversation_id, user_id, typing, expires_at}   ephemeral
@@ -55,19 +59,24 @@
  *                  'connecting' | 'live' | 'longpoll' | 'reconnecting' | 'offline' | 'stopped'
  *   'login' {user} / 'logout' {}   also when another tab signs in or out
  *
- * Other API: confab.user, confab.status, confab.lastSeq, confab.isLeader,
- * confab.start(), confab.stop(), confab.login(username, password),
+ * Other API: confab.user, confab.status, confab.position, confab.isLeader,
+ * confab.start(), confab.stop(), confab.refreshPresence(), confab.login(username, password),
  * confab.register(username, password, displayName?), confab.logout(),
  * confab.api(method, path, body?, {signal, timeout}) → parsed JSON or null,
  * throws ConfabError {status, code, title, detail, retryAfter} (status 0, code
  * 'network' when the server could not be reached); confab.debug is a live
- * view {status, lastSeq, isLeader, transport, tabId, received: [seq...]}.
+ * view {status, position, isLeader, transport, tabId, received: [position...]}.
  */
 
 const DURABLE = ['message.created', 'conversation.created', 'member.joined', 'member.left', 'read'];
 const EPHEMERAL = ['typing', 'presence'];
 // SSE attempts that must fail before we conclude streaming (not the server) is broken.
 const SSE_STRIKES = 3;
+// How many recent events a leader keeps for followers, and positions a tab remembers as seen.
+const RECENT = 1000;
+
+// A position from the server, as a string; the pre-event-log server sent integers.
+const asPosition = (p) => (p === null || p === undefined || p === '' ? null : String(p));
 
 /** An API error: a problem+json body, or status 0 / code 'network' when unreachable. */
 export class ConfabError extends Error {
@@ -327,7 +336,8 @@ export class Confab extends EventTarget {
   #channel = null;
   #tabId = uuid();
   #leader = false;
-  #lastSeq = null; // null: no position yet (a new tab)
+  #pos = null; // the last position delivered (an opaque string); null: none yet (a new tab)
+  #seen = new Set(); // recently delivered positions, oldest first: drops duplicates
   #status = 'stopped';
   #retryAt = null;
   #transport = null;
@@ -335,10 +345,11 @@ export class Confab extends EventTarget {
   #mode = 'sse';
   #attempt = null; // AbortController of the current stream or poll
   #recent = []; // leader: the last events, replayed to tabs that missed some
-  #pending = new Map(); // follower: events that arrived after a gap
+  #pending = []; // follower: {ev, prev} that arrived after a gap, in arrival (stream) order
   #gapTimer = 0;
   #typing = new Set(); // "conv|user" keys in the last poll's typing snapshot
   #pollSession = null; // sent back so consecutive polls count as one session
+  #again = false; // leader: end the stream and open a new one at once (refreshPresence)
 
   /**
    * @param {object} [o]
@@ -361,7 +372,7 @@ export class Confab extends EventTarget {
     this.#withCredentials = withCredentials;
     this.auth.addEventListener('login', (e) => this.#emit('login', e.detail));
     this.auth.addEventListener('logout', () => {
-      if (this.#user) sessionStorage.removeItem(this.#seqKey());
+      if (this.#user) sessionStorage.removeItem(this.#posKey());
       this.stop();
       this.#emit('logout');
     });
@@ -370,7 +381,7 @@ export class Confab extends EventTarget {
       tabId: this.#tabId,
       received: [],
       get status() { return self.#status; },
-      get lastSeq() { return self.#lastSeq; },
+      get position() { return self.#pos; },
       get isLeader() { return self.#leader; },
       get transport() { return self.#transport; },
     };
@@ -378,13 +389,13 @@ export class Confab extends EventTarget {
 
   get user() { return this.auth.user; }
   get status() { return this.#status; }
-  get lastSeq() { return this.#lastSeq; }
+  get position() { return this.#pos; }
   get isLeader() { return this.#leader; }
 
   login(username, password) { return this.auth.login(username, password); }
   register(username, password, displayName) { return this.auth.register(username, password, displayName); }
   async logout() {
-    if (this.#user) sessionStorage.removeItem(this.#seqKey());
+    if (this.#user) sessionStorage.removeItem(this.#posKey());
     this.stop();
     await this.auth.logout();
     this.#emit('logout');
@@ -407,11 +418,11 @@ export class Confab extends EventTarget {
     const run = (this.#running = new AbortController());
     const { signal } = run;
 
-    const stored = Number(sessionStorage.getItem(this.#seqKey()) ?? NaN);
-    this.#lastSeq = Number.isSafeInteger(stored) && stored >= 0 ? stored : null;
+    this.#pos = sessionStorage.getItem(this.#posKey()) || null;
+    this.#seen.clear();
     this.#setStatus('connecting');
     // A reloaded tab knows its position: the app can load state right away.
-    if (this.#lastSeq !== null) queueMicrotask(() => this.#emit('sync', { reason: 'start', cursor: this.#lastSeq }));
+    if (this.#pos !== null) queueMicrotask(() => this.#emit('sync', { reason: 'start', cursor: this.#pos }));
 
     this.#channel = new BroadcastChannel('confab-' + user.id);
     this.#channel.onmessage = (e) => this.#onRelay(e.data);
@@ -421,7 +432,7 @@ export class Confab extends EventTarget {
     };
     window.addEventListener('online', onNet, { signal });
     window.addEventListener('offline', onNet, { signal });
-    this.#post({ t: 'hello', tab: this.#tabId, after: this.#lastSeq });
+    this.#post({ t: 'hello', tab: this.#tabId, after: this.#pos });
 
     if (navigator.locks?.request) {
       navigator.locks
@@ -430,6 +441,20 @@ export class Confab extends EventTarget {
     } else {
       this.#lead(signal);
     }
+  }
+
+  /**
+   * Asks for a fresh presence snapshot, which the server sends when a stream
+   * starts and not when someone becomes a contact: the leader reconnects
+   * its stream at once (resuming from its position, so nothing is lost or
+   * repeated). For a new contact; long-polling carries no presence at all.
+   */
+  refreshPresence() {
+    if (!this.#running) return;
+    if (!this.#leader) return this.#post({ t: 'presence?' });
+    if (this.#status !== 'live') return; // the next stream starts with a snapshot anyway
+    this.#again = true;
+    this.#attempt?.abort();
   }
 
   /** Closes the connection and leaves the tab group. */
@@ -450,7 +475,7 @@ export class Confab extends EventTarget {
   async #lead(signal) {
     if (signal.aborted) return;
     this.#leader = true;
-    this.#clearPending(); // the server resends whatever followed our last seq
+    this.#clearPending(); // the server resends whatever followed our last position
     this.#recent = [];
     this.#setStatus('connecting');
     this.#post({ t: 'leader', tab: this.#tabId });
@@ -479,8 +504,10 @@ export class Confab extends EventTarget {
       if (this.#mode === 'sse') {
         const probing = this.#status === 'longpoll';
         const r = await this.#stream(attempt.signal);
-        // A healthy stream ended (token expiry, server restart, slow reader): reconnect at once.
-        if (r.lived > 2000) {
+        // A healthy stream ended (token expiry, server restart, slow reader,
+        // refreshPresence): reconnect at once.
+        if (r.lived > 2000 || this.#again) {
+          this.#again = false;
           failures = strikes = 0;
           continue;
         }
@@ -532,7 +559,7 @@ export class Confab extends EventTarget {
       return { lived: 0, stalled: false };
     }
     const url = new URL(this.#base + '/v1/events', location.href);
-    if (this.#lastSeq !== null) url.searchParams.set('last_event_id', String(this.#lastSeq));
+    if (this.#pos !== null) url.searchParams.set('last_event_id', this.#pos);
 
     return new Promise((resolve) => {
       const es = new EventSource(url, { withCredentials: this.#withCredentials });
@@ -561,14 +588,13 @@ export class Confab extends EventTarget {
         const d = parse(e);
         clearTimeout(timer);
         readyAt = Date.now();
-        if (d) this.#position(d.cursor);
+        if (d) this.#serverCursor(d.cursor);
         this.#setStatus('live', null, 'sse');
       });
       for (const type of DURABLE) {
         es.addEventListener(type, (e) => {
-          const seq = Number(e.lastEventId);
           const data = parse(e);
-          if (Number.isSafeInteger(seq) && data) this.#fromServer({ seq, type, data });
+          if (e.lastEventId && data) this.#fromServer({ position: e.lastEventId, type, data });
         });
       }
       for (const type of EPHEMERAL) {
@@ -579,7 +605,7 @@ export class Confab extends EventTarget {
       }
       es.addEventListener('reset', (e) => {
         const d = parse(e);
-        if (d) this.#reset(d.cursor);
+        if (d) this.#reset(asPosition(d.cursor));
       });
       es.onerror = () => finish();
     });
@@ -588,8 +614,7 @@ export class Confab extends EventTarget {
   // One long-poll request. Resolves true when the server answered.
   async #poll(signal, timeout) {
     const q = new URLSearchParams({ timeout: String(timeout) });
-    const from = this.#lastSeq;
-    if (from !== null) q.set('cursor', String(from));
+    if (this.#pos !== null) q.set('cursor', this.#pos);
     if (this.#pollSession) q.set('session_id', this.#pollSession);
     let res;
     try {
@@ -598,27 +623,32 @@ export class Confab extends EventTarget {
       return false;
     }
     this.#pollSession = res.session_id || null;
-    if (res.reset) this.#reset(res.cursor);
-    else this.#position(res.cursor);
-    for (const ev of res.events) this.#fromServer(ev);
+    if (res.reset) this.#reset(asPosition(res.cursor));
+    else this.#serverCursor(res.cursor);
+    for (const ev of res.events || []) {
+      // `position` since the event log; `seq` before it. Either way an opaque string to us.
+      const position = asPosition(ev.position ?? ev.seq);
+      if (position !== null) this.#fromServer({ position, type: ev.type, data: ev.data });
+    }
     this.#typingSnapshot(res.typing || []);
     return true;
   }
 
-  // The server told us where it stands (`ready`, a poll's cursor).
-  #position(cursor) {
-    if (this.#lastSeq === null) this.#adopt(cursor);
-    // Behind us: the server lost events we saw (restored backup, wiped
-    // store). Treat it as a reset rather than drop everything up to our seq.
-    else if (cursor < this.#lastSeq) this.#reset(cursor);
+  // The server told us where it stands (`ready`, a poll's cursor). Only a
+  // new tab takes it; a cursor the server no longer knows gets an explicit
+  // `reset`, so there is nothing to compare here.
+  #serverCursor(cursor) {
+    const c = asPosition(cursor);
+    if (this.#pos === null && c !== null) this.#adopt(c);
   }
 
   #fromServer(ev) {
-    if (this.#lastSeq !== null && ev.seq <= this.#lastSeq) return; // overlap of backfill and live, or SSE and poll
+    if (this.#seen.has(ev.position)) return; // overlap of backfill and live, or SSE and poll
+    const prev = this.#pos;
     this.#deliver(ev);
-    this.#recent.push(ev);
-    if (this.#recent.length > 1000) this.#recent.splice(0, this.#recent.length - 1000);
-    this.#post({ t: 'event', ev });
+    this.#recent.push({ ev, prev });
+    if (this.#recent.length > RECENT) this.#recent.splice(0, this.#recent.length - RECENT);
+    this.#post({ t: 'event', ev, prev });
   }
 
   #ephemeral(type, data) {
@@ -643,25 +673,27 @@ export class Confab extends EventTarget {
 
   // ---- every tab: position and delivery ---------------------------------
 
-  #seqKey() {
-    return 'confab.seq.' + this.#user.id;
+  #posKey() {
+    return 'confab.position.' + this.#user.id;
   }
 
-  #setSeq(seq) {
-    this.#lastSeq = seq;
-    sessionStorage.setItem(this.#seqKey(), String(seq));
+  #setPos(pos) {
+    this.#pos = pos;
+    sessionStorage.setItem(this.#posKey(), pos);
   }
 
   // First position of a new tab: the app loads state now; events after it apply on top.
   #adopt(cursor) {
-    this.#setSeq(cursor);
+    this.#setPos(cursor);
     this.#emit('sync', { reason: 'start', cursor });
   }
 
   #deliver(ev) {
-    this.#setSeq(ev.seq);
+    this.#setPos(ev.position);
+    this.#seen.add(ev.position);
+    if (this.#seen.size > RECENT) this.#seen.delete(this.#seen.values().next().value);
     const r = this.debug.received;
-    r.push(ev.seq);
+    r.push(ev.position);
     if (r.length > 5000) r.splice(0, r.length - 5000);
     this.#emit('event', ev);
     this.#emit(ev.type, ev.data, ev);
@@ -670,7 +702,8 @@ export class Confab extends EventTarget {
   #reset(cursor) {
     this.#clearPending();
     this.#recent = [];
-    this.#setSeq(cursor);
+    this.#seen.clear(); // a reset store may hand out the same positions again
+    this.#setPos(cursor);
     if (this.#leader) this.#post({ t: 'reset', cursor });
     this.#emit('reset', { cursor });
     this.#emit('sync', { reason: 'reset', cursor });
@@ -681,22 +714,29 @@ export class Confab extends EventTarget {
   #onRelay(m) {
     if (!this.#running) return;
     if (this.#leader) {
-      // A tab joined or noticed a gap: send what it missed from our recent events.
+      // A tab joined or noticed a gap: send what it missed from our recent
+      // events, found by the position it has. Not found: all we have, and the
+      // follower sees from the first one's `prev` that it cannot catch up.
+      if (m.t === 'presence?') this.refreshPresence();
       if (m.t === 'hello') {
-        const events = m.after === null ? [] : this.#recent.filter((e) => e.seq > m.after);
-        this.#post({ t: 'replay', to: m.tab, seq: this.#lastSeq, events, status: this.#statusDetail() });
+        let events = [];
+        if (m.after !== null && m.after !== this.#pos) {
+          const i = this.#recent.findIndex((r) => r.ev.position === m.after);
+          events = i >= 0 ? this.#recent.slice(i + 1) : this.#recent;
+        }
+        this.#post({ t: 'replay', to: m.tab, position: this.#pos, events, status: this.#statusDetail() });
       }
       return;
     }
     switch (m.t) {
       case 'leader': // a new leader: tell it where we are
-        this.#post({ t: 'hello', tab: this.#tabId, after: this.#lastSeq });
+        this.#post({ t: 'hello', tab: this.#tabId, after: this.#pos });
         break;
       case 'replay':
         if (m.to === this.#tabId) this.#onReplay(m);
         break;
       case 'event':
-        this.#fromLeader(m.ev);
+        this.#fromLeader(m.ev, m.prev);
         break;
       case 'eph':
         this.#emit(m.type, m.data);
@@ -710,50 +750,56 @@ export class Confab extends EventTarget {
     }
   }
 
-  #onReplay({ seq, events, status }) {
+  #onReplay({ position, events, status }) {
     this.#followStatus(status);
-    if (this.#lastSeq === null) {
-      if (seq !== null) this.#adopt(seq);
+    if (this.#pos === null) {
+      if (position !== null) this.#adopt(position);
       return;
     }
-    const first = events.length ? events[0].seq : (seq ?? this.#lastSeq) + 1;
-    if (first > this.#lastSeq + 1) this.#skipTo(first - 1); // the leader no longer has what we missed
-    for (const ev of events) this.#fromLeader(ev);
+    const fresh = events.filter((r) => !this.#seen.has(r.ev.position));
+    const at = fresh.findIndex((r) => r.prev === this.#pos);
+    if (at > 0) fresh.splice(0, at);
+    // The leader no longer has what we missed: jump to where it is.
+    if (fresh.length && at < 0) this.#skipTo(fresh[0].prev);
+    else if (!fresh.length && position !== null && position !== this.#pos && !this.#seen.has(position)) this.#skipTo(position);
+    for (const r of fresh) this.#fromLeader(r.ev, r.prev);
   }
 
-  #fromLeader(ev) {
-    if (this.#lastSeq === null) this.#adopt(ev.seq - 1);
-    if (ev.seq <= this.#lastSeq) return;
-    if (ev.seq > this.#lastSeq + 1) {
+  // An event the leader relayed, with the position before it in the stream.
+  #fromLeader(ev, prev) {
+    if (this.#pos === null && prev !== null) this.#adopt(prev);
+    if (this.#seen.has(ev.position)) return;
+    if (prev !== this.#pos) {
       // A gap (we joined or reloaded while events flowed): hold this one and
       // ask the leader for the missing ones; give up after a moment.
-      this.#pending.set(ev.seq, ev);
+      this.#pending.push({ ev, prev });
       if (!this.#gapTimer) {
-        this.#post({ t: 'hello', tab: this.#tabId, after: this.#lastSeq });
-        this.#gapTimer = setTimeout(() => this.#skipTo(Math.min(...this.#pending.keys()) - 1), 1500);
+        this.#post({ t: 'hello', tab: this.#tabId, after: this.#pos });
+        this.#gapTimer = setTimeout(() => this.#skipTo(this.#pending[0].prev), 1500);
       }
       return;
     }
     this.#deliver(ev);
-    while (this.#pending.has(this.#lastSeq + 1)) {
-      const next = this.#pending.get(this.#lastSeq + 1);
-      this.#pending.delete(next.seq);
-      this.#deliver(next);
+    // Held events that now follow on (the leader relays in order).
+    for (let i; (i = this.#pending.findIndex((r) => r.prev === this.#pos)) >= 0; ) {
+      const [r] = this.#pending.splice(i, 1);
+      if (!this.#seen.has(r.ev.position)) this.#deliver(r.ev);
     }
-    if (!this.#pending.size) this.#clearPending();
+    this.#pending = this.#pending.filter((r) => !this.#seen.has(r.ev.position));
+    if (!this.#pending.length) this.#clearPending();
   }
 
   // Jumps over events we cannot get: the app reloads state so nothing is missing.
-  #skipTo(seq) {
-    const held = [...this.#pending.values()].sort((a, b) => a.seq - b.seq);
+  #skipTo(pos) {
+    const held = this.#pending;
     this.#clearPending();
-    this.#setSeq(seq);
-    this.#emit('sync', { reason: 'gap', cursor: seq });
-    for (const ev of held) this.#fromLeader(ev);
+    this.#setPos(pos);
+    this.#emit('sync', { reason: 'gap', cursor: pos });
+    for (const r of held) this.#fromLeader(r.ev, r.prev);
   }
 
   #clearPending() {
-    this.#pending.clear();
+    this.#pending = [];
     clearTimeout(this.#gapTimer);
     this.#gapTimer = 0;
   }
@@ -761,7 +807,7 @@ export class Confab extends EventTarget {
   #followStatus(s) {
     if (s) this.#leaderStatus = s;
     // A new tab takes the leader's position as its own (see #adopt).
-    if (s?.seq != null && this.#lastSeq === null) this.#adopt(s.seq);
+    if (s?.position != null && this.#pos === null) this.#adopt(s.position);
     const l = this.#leaderStatus;
     if (!navigator.onLine) this.#setStatus('offline');
     else if (l) this.#setStatus(l.status, l.retryAt, l.transport);
@@ -770,7 +816,7 @@ export class Confab extends EventTarget {
   // ---- plumbing -----------------------------------------------------------
 
   #statusDetail() {
-    return { status: this.#status, retryAt: this.#retryAt, transport: this.#transport, leader: this.#leader, seq: this.#lastSeq };
+    return { status: this.#status, retryAt: this.#retryAt, transport: this.#transport, leader: this.#leader, position: this.#pos };
   }
 
   #setStatus(status, retryAt = null, transport = this.#transport) {

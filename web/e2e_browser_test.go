@@ -157,7 +157,7 @@ func (b *tab) describe() string {
 		url: location.href,
 		status: document.querySelector('#status')?.dataset.status,
 		pill: document.querySelector('#status .status-text')?.textContent,
-		debug: window.confabDebug && {...window.confabDebug, status: confabDebug.status, lastSeq: confabDebug.lastSeq,
+		debug: window.confabDebug && {...window.confabDebug, status: confabDebug.status, position: confabDebug.position,
 			isLeader: confabDebug.isLeader, transport: confabDebug.transport},
 		conversations: [...document.querySelectorAll('#conversation-list li.conversation')].map(li => li.dataset.id + ' unread=' + li.dataset.unread + ' ' + li.innerText.replace(/\s+/g, ' ')),
 		messages: [...document.querySelectorAll('#messages li.message')].map(li => (li.dataset.seq || '-') + ' ' + li.dataset.state + ' ' + li.querySelector('.body')?.textContent),
@@ -230,10 +230,11 @@ func (b *tab) messages() []shownMessage {
 		id: li.dataset.id || '', seq: li.dataset.seq || '', state: li.dataset.state, body: li.querySelector('.body').textContent}))`)
 }
 
-// received is confabDebug.received: every durable seq the tab delivered.
-func (b *tab) received() []int64 {
+// received is confabDebug.received: the position of every durable event
+// the tab delivered (opaque strings).
+func (b *tab) received() []string {
 	b.t.Helper()
-	return mustEval[[]int64](b, `window.confabDebug.received`)
+	return mustEval[[]string](b, `window.confabDebug.received`)
 }
 
 // checkMessages asserts the open conversation shows exactly the bodies in
@@ -262,14 +263,14 @@ func (b *tab) checkMessages(want ...string) {
 	}
 }
 
-// checkReceived asserts confabDebug.received has no seq twice.
-func (b *tab) checkReceived() []int64 {
+// checkReceived asserts confabDebug.received has no position twice.
+func (b *tab) checkReceived() []string {
 	b.t.Helper()
 	got := b.received()
-	seen := map[int64]bool{}
+	seen := map[string]bool{}
 	for _, s := range got {
 		if seen[s] {
-			b.t.Errorf("%s delivered seq %d twice: %v", b.name, s, got)
+			b.t.Errorf("%s delivered position %s twice: %v", b.name, s, got)
 		}
 		seen[s] = true
 	}

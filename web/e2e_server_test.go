@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -315,29 +316,35 @@ func (s *server) sessions(t *testing.T, u *user) []session {
 	return res.Sessions
 }
 
-// seqOf finds the seq of the message.created event of messageID in u's
-// stream, reading it from the start with the long-poll endpoint.
-func (s *server) seqOf(t *testing.T, u *user, messageID string) int64 {
+// positionOf finds the position of the message.created event of messageID
+// in u's stream, reading it from the start with the long-poll endpoint. It
+// reads a position as the opaque string it is, from the `position` field of
+// the event log or the integer `seq` before it.
+func (s *server) positionOf(t *testing.T, u *user, messageID string) string {
 	t.Helper()
-	cursor := int64(0)
+	cursor := "0"
 	for {
 		var res struct {
 			Events []struct {
-				Seq  int64
-				Type string
-				Data struct{ Message message }
+				Position string
+				Seq      json.Number
+				Type     string
+				Data     struct{ Message message }
 			}
-			Cursor int64
+			Cursor json.RawMessage
 		}
-		s.call(t, "GET", fmt.Sprintf("/v1/events/poll?cursor=%d&timeout=0", cursor), u.Token, nil, &res)
+		s.call(t, "GET", "/v1/events/poll?timeout=0&cursor="+url.QueryEscape(cursor), u.Token, nil, &res)
 		if len(res.Events) == 0 {
 			t.Fatalf("%s's stream has no message.created for %s", u.Username, messageID)
 		}
 		for _, ev := range res.Events {
 			if ev.Type == "message.created" && ev.Data.Message.ID == messageID {
-				return ev.Seq
+				if ev.Position != "" {
+					return ev.Position
+				}
+				return ev.Seq.String()
 			}
 		}
-		cursor = res.Cursor
+		cursor = strings.Trim(string(res.Cursor), `"`)
 	}
 }

@@ -32,7 +32,7 @@ const jsOrder = `[...document.querySelectorAll('#conversation-list li.conversati
 const jsTyping = `document.querySelector('#typing').textContent`
 
 // TestChat: two users in two browser contexts. Alice starts a conversation
-// from the people search and writes; Bob sees it live, with the unread badge
+// from the people search (Bob shows as online at once) and writes; Bob sees it live, with the unread badge
 // and the list order following; he opens it, replies, and sees Alice's
 // typing indicator, which clears by itself.
 func TestChat(t *testing.T) {
@@ -63,6 +63,9 @@ func TestChat(t *testing.T) {
 	a.click(`#user-results li.user-result[data-username="bob"] button.start-direct`)
 	a.waitFor("the conversation with Bob open", `!document.querySelector('#chat-pane').hidden && document.querySelector('#chat-title').textContent === 'Bob Stone'`, 10*time.Second)
 	conv := mustEval[string](a, `new URLSearchParams(location.hash.slice(1)).get('c')`)
+	// Bob is a new contact for Alice: his presence comes with the new conversation.
+	a.waitFor("Bob shown online", `document.querySelector('#chat-members').textContent === 'Bob Stone (online) and you' && `+
+		jsConv(conv)+`.classList.contains('online')`, 10*time.Second)
 	// Nothing below reloads a page: a reload would drop this mark.
 	for _, x := range []*tab{a, b} {
 		mustEval[bool](x, `window.sameDocument = true`)
@@ -174,9 +177,11 @@ func TestReload(t *testing.T) {
 }
 
 // TestServerRestart: the server process dies and comes back on the same
-// port and database. The pill goes red, then green; a message Alice sent
-// while it was down fails visibly and goes through on Retry; messages sent
-// through the API right after the restart arrive once in both browsers.
+// port and database. The pill goes red, then green; presence is not shown
+// while disconnected; a message Alice sent while it was down waits, without
+// a Retry button, and goes out by itself (once) when the connection is
+// back; messages sent through the API right after the restart arrive once
+// in both browsers.
 func TestServerRestart(t *testing.T) {
 	e2e(t)
 	srv := startServer(t)
@@ -185,14 +190,18 @@ func TestServerRestart(t *testing.T) {
 		x.waitStatus("live", 10*time.Second)
 		x.waitFor("the history", jsShows("before the restart"), 10*time.Second)
 	}
+	const jsOnline = `document.querySelector('#chat-members').textContent.includes('(online)')`
+	a.waitFor("Bob online", jsOnline+` && `+jsConv(conv)+`.classList.contains('online')`, 10*time.Second)
 
 	srv.kill()
 	for _, x := range []*tab{a, b} {
 		x.waitFor("the red pill", `document.querySelector('#status').dataset.status === 'reconnecting' && `+
 			`document.querySelector('#status .status-text').textContent.startsWith('Reconnecting…')`, 10*time.Second)
 	}
+	a.waitFor("no presence while disconnected", `!(`+jsOnline+`) && !`+jsConv(conv)+`.classList.contains('online')`, 5*time.Second)
 	a.write("sent while the server was down")
-	a.waitFor("the failed message with a Retry button", `document.querySelector('#messages li.message[data-state="failed"] button.retry')`, 10*time.Second)
+	a.waitFor("the message waiting, without a Retry button", `document.querySelector('#messages li.message[data-state="queued"]') && `+
+		`!document.querySelector('#messages button.retry')`, 10*time.Second)
 	a.screenshot("reconnecting")
 
 	srv.start()
@@ -201,7 +210,7 @@ func TestServerRestart(t *testing.T) {
 	srv.send(t, bob, conv, "right after the restart 2")
 	a.waitStatus("live", 20*time.Second)
 	b.waitStatus("live", 20*time.Second)
-	a.click(`#messages li.message[data-state="failed"] button.retry`)
+	a.waitFor("Bob online again", jsOnline, 10*time.Second)
 
 	want := []string{"before the restart", "right after the restart 1", "right after the restart 2", "sent while the server was down"}
 	for _, x := range []*tab{a, b} {

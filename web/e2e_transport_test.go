@@ -128,10 +128,10 @@ func TestManyTabs(t *testing.T) {
 	waitStreams(t, srv, alice, 1)
 
 	m := srv.send(t, bob, conv, "One stream, ten tabs")
-	seq := srv.seqOf(t, alice, m.ID)
+	pos := srv.positionOf(t, alice, m.ID)
 	for _, x := range tabs {
 		x.waitFor("the message", `document.querySelectorAll('#messages li.message[data-id="`+m.ID+`"]').length === 1`, 10*time.Second)
-		checkGot(t, x, seq)
+		checkGot(t, x, pos)
 	}
 
 	// Close the leader and write at once: a follower takes over in time,
@@ -149,10 +149,10 @@ func TestManyTabs(t *testing.T) {
 	}
 	onlyLeader(t, rest, 2*time.Second-time.Since(closed))
 	t.Logf("a new leader %v after the old one closed", time.Since(closed).Round(time.Millisecond))
-	seq = srv.seqOf(t, alice, m.ID)
+	pos = srv.positionOf(t, alice, m.ID)
 	for _, x := range rest {
 		x.waitFor("the message sent during the handover", `document.querySelectorAll('#messages li.message[data-id="`+m.ID+`"]').length === 1`, 10*time.Second)
-		checkGot(t, x, seq)
+		checkGot(t, x, pos)
 		x.checkMessages("One stream, ten tabs", "Sent as the leader tab closed")
 	}
 	waitStreams(t, srv, alice, 1)
@@ -202,16 +202,16 @@ func waitStreams(t *testing.T, srv *server, u *user, n int) {
 	}
 }
 
-// checkGot asserts the tab delivered seq, and nothing twice.
-func checkGot(t *testing.T, x *tab, seq int64) {
+// checkGot asserts the tab delivered the event at pos, and nothing twice.
+func checkGot(t *testing.T, x *tab, pos string) {
 	t.Helper()
 	got := x.checkReceived()
 	for _, s := range got {
-		if s == seq {
+		if s == pos {
 			return
 		}
 	}
-	t.Errorf("%s never delivered seq %d: %v", x.name, seq, got)
+	t.Errorf("%s never delivered position %s: %v", x.name, pos, got)
 }
 
 // TestNonMemberSeesNothing: Carol is signed in while Alice and Bob talk; even
