@@ -328,7 +328,7 @@ func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMem
 			if err := countMembers(ctx, tx, convID, len(members)+1); err != nil {
 				return err
 			}
-			data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID})
+			data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID, "by": me})
 			e, err := s.appendLog(ctx, tx, convID, EventMemberJoined, data, now)
 			if err != nil {
 				return err
@@ -374,7 +374,7 @@ func (s *Store) RemoveMember(ctx context.Context, me, convID, userID string) err
 		if err := countMembers(ctx, tx, convID, len(members)-1); err != nil {
 			return err
 		}
-		data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID})
+		data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID, "by": me})
 		if ev, err = s.appendLog(ctx, tx, convID, EventMemberLeft, data, now); err != nil {
 			return err
 		}

@@ -22,13 +22,12 @@ import (
 
 // Stream positions are opaque strings: the client stores them and sends
 // them back, and never computes with them. positionProxy makes that
-// testable against today's server, whose positions are integers: between
-// the browser and the server it turns each position into a string that is
-// neither a number nor in order as text ("p:" and the digits reversed), the
-// poll answers' `seq` into `position` (the event-log API), and the strings
-// the client sends back into integers again.
+// testable: between the browser and the server it turns each position
+// ("<xid>-<id>" today) into a string of another form that is not in order
+// as text ("p:" and the characters reversed), and the strings the client
+// sends back into the server's form again.
 
-// opaque encodes an integer position; plain decodes it.
+// opaque encodes a server position; plain decodes it.
 func opaque(n string) string {
 	r := []rune(n)
 	for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
@@ -39,14 +38,14 @@ func opaque(n string) string {
 
 func plain(p string) string {
 	if !strings.HasPrefix(p, "p:") {
-		return p // an integer: what the proxy must never see from the client
+		return p // the server's form: what the proxy must never see from the client
 	}
 	return opaque(strings.TrimPrefix(p, "p:"))[2:]
 }
 
 var (
-	sseID     = regexp.MustCompile(`^id: *(\d+)$`)
-	sseCursor = regexp.MustCompile(`"cursor":(\d+)`)
+	sseID     = regexp.MustCompile(`^id: *(\d+-\d+)$`)
+	sseCursor = regexp.MustCompile(`"cursor":"(\d+-\d+)"`)
 )
 
 // positionProxy serves upstream with opaque positions; buffered makes it
@@ -109,15 +108,14 @@ func positionProxy(t *testing.T, upstream string, buffered bool) (*httptest.Serv
 			if err != nil {
 				return err
 			}
-			if c, ok := answer["cursor"].(json.Number); ok {
-				answer["cursor"] = opaque(c.String())
+			if c, ok := answer["cursor"].(string); ok {
+				answer["cursor"] = opaque(c)
 			}
 			events, _ := answer["events"].([]any)
 			for _, e := range events {
 				ev := e.(map[string]any)
-				if s, ok := ev["seq"].(json.Number); ok {
-					ev["position"] = opaque(s.String())
-					delete(ev, "seq")
+				if s, ok := ev["position"].(string); ok {
+					ev["position"] = opaque(s)
 				}
 			}
 			body, err := json.Marshal(answer)
@@ -158,7 +156,7 @@ func TestOpaquePositions(t *testing.T) {
 				x.waitFor("the history", jsShows("first"), 10*time.Second)
 			}
 			want := []string{"first"}
-			for i := 1; i <= 12; i++ { // past 10: "p:01" sorts before "p:9"
+			for i := 1; i <= 12; i++ { // reversed, positions do not sort as text
 				body := fmt.Sprint("message ", i)
 				u := alice
 				if i%2 == 0 {

@@ -322,7 +322,7 @@ func (s *server) sessions(t *testing.T, u *user) []session {
 // the event log or the integer `seq` before it.
 func (s *server) positionOf(t *testing.T, u *user, messageID string) string {
 	t.Helper()
-	cursor := "0"
+	cursor := "0-0" // the start of the log
 	for {
 		var res struct {
 			Events []struct {
