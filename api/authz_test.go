@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"testing"
 
@@ -89,11 +88,7 @@ func TestAuthorizationSweep(t *testing.T) {
 		if len(list.Conversations) != 0 {
 			t.Fatalf("mallory lists %+v", list.Conversations)
 		}
-		evs, err := store.EventsAfter(context.Background(), mallory.ID, 0, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(evs) != 0 {
+		if evs := e.stream(mallory); len(evs) != 0 {
 			t.Fatalf("mallory's stream holds %d events: %+v", len(evs), evs)
 		}
 		// carol's list no longer has g, and her stream ends with her leaving.
@@ -101,10 +96,7 @@ func TestAuthorizationSweep(t *testing.T) {
 		if len(list.Conversations) != 0 {
 			t.Fatalf("carol still lists %+v", list.Conversations)
 		}
-		evs, err = store.EventsAfter(context.Background(), carol.ID, 0, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
+		evs := e.stream(carol)
 		if n := len(evs); n == 0 || evs[n-1].Type != repository.EventMemberLeft {
 			t.Fatalf("carol's stream: %+v", evs)
 		}

@@ -13,7 +13,7 @@ import (
 )
 
 // TestContractDocument checks openapi.yaml itself: it is a valid OpenAPI 3.1
-// document, it has exactly the operations of API.md, binds to no host, and
+// document, it has exactly the operations of the HTTP contract, binds to no host, and
 // every operation declares the error statuses that apply to it.
 func TestContractDocument(t *testing.T) {
 	doc, _, err := loadContract()
@@ -142,11 +142,11 @@ func contractStub(skipHeaderSeen *bool, mu *sync.Mutex) http.Handler {
 		case "GET /v1/conversations/localtime":
 			writeJSON(w, "application/json", 200, strings.ReplaceAll(contractStubConv, "12:00:00Z", "14:00:00+02:00"))
 		case "GET /v1/events/poll":
-			ev := `{"seq":5,"type":"message.created","data":{"message":` + contractStubMessage + `}}`
-			if r.URL.Query().Get("cursor") == "99" {
-				ev = `{"seq":5,"type":"message.deleted","data":{}}`
+			ev := `{"position":"7-5","type":"message.created","data":{"message":` + contractStubMessage + `}}`
+			if r.URL.Query().Get("cursor") == "7-99" {
+				ev = `{"position":"7-5","type":"message.deleted","data":{}}`
 			}
-			writeJSON(w, "application/json", 200, `{"events":[`+ev+`],"cursor":5,"typing":[],"reset":false,"session_id":"s1"}`)
+			writeJSON(w, "application/json", 200, `{"events":[`+ev+`],"cursor":"7-5","typing":[],"reset":false,"session_id":"s1"}`)
 		case "POST /v1/auth/register":
 			var body strings.Builder
 			io.Copy(&body, r.Body)
@@ -165,7 +165,7 @@ func contractStub(skipHeaderSeen *bool, mu *sync.Mutex) http.Handler {
 				w.Header().Set("X-Accel-Buffering", "no")
 			}
 			w.WriteHeader(200)
-			io.WriteString(w, "retry: 3000\n\nevent: ready\ndata: {\"cursor\":0,\"session_id\":\"s1\"}\n\n")
+			io.WriteString(w, "retry: 3000\n\nevent: ready\ndata: {\"cursor\":\"0-0\",\"session_id\":\"s1\"}\n\n")
 			w.(http.Flusher).Flush()
 			<-r.Context().Done() // a stream never ends by itself
 		case "GET /":
@@ -208,8 +208,8 @@ func TestContractTransport(t *testing.T) {
 		{name: "conforming conversation", method: "GET", path: "/v1/conversations/good"},
 		{name: "conversation missing members", method: "GET", path: "/v1/conversations/bad", wantErr: "GET /v1/conversations/bad -> 200 does not match"},
 		{name: "times not in UTC", method: "GET", path: "/v1/conversations/localtime", wantErr: "does not match"},
-		{name: "conforming poll", method: "GET", path: "/v1/events/poll?cursor=4&timeout=0"},
-		{name: "unknown event type", method: "GET", path: "/v1/events/poll?cursor=99", wantErr: "does not match"},
+		{name: "conforming poll", method: "GET", path: "/v1/events/poll?cursor=7-4&timeout=0"},
+		{name: "unknown event type", method: "GET", path: "/v1/events/poll?cursor=7-99", wantErr: "does not match"},
 		{name: "poll timeout out of range", method: "GET", path: "/v1/events/poll?timeout=61", wantErr: "request GET /v1/events/poll?timeout=61 does not match"},
 		{name: "conforming register", method: "POST", path: "/v1/auth/register", body: `{"username":"alice","password":"correct horse"}`},
 		{name: "invalid register", method: "POST", path: "/v1/auth/register", body: `{"username":"A","password":"x"}`, wantErr: "request POST /v1/auth/register does not match"},

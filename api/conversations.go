@@ -49,24 +49,22 @@ func (s *Server) createConversation(c *gin.Context) {
 			problem(c, http.StatusBadRequest, CodeInvalidField, "a direct conversation takes exactly one member_id: the other user")
 			return
 		}
-		conv, created, ptrs, err := s.store.CreateDirect(c.Request.Context(), me, in.MemberIDs[0])
+		conv, created, err := s.store.CreateDirect(c.Request.Context(), me, in.MemberIDs[0])
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		s.broker.Committed(ptrs)
 		status := http.StatusOK
 		if created {
 			status = http.StatusCreated
 		}
 		c.JSON(status, conv)
 	case repository.KindGroup:
-		conv, ptrs, err := s.store.CreateGroup(c.Request.Context(), me, in.MemberIDs, in.Title, s.cfg.MaxGroupMembers)
+		conv, err := s.store.CreateGroup(c.Request.Context(), me, in.MemberIDs, in.Title, s.cfg.MaxGroupMembers)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		s.broker.Committed(ptrs)
 		c.JSON(http.StatusCreated, conv)
 	default:
 		problem(c, http.StatusBadRequest, CodeInvalidField, `kind must be "direct" or "group"`)
@@ -104,22 +102,20 @@ func (s *Server) addMember(c *gin.Context) {
 	if !requireID(c, "user_id", in.UserID) {
 		return
 	}
-	conv, ptrs, err := s.store.AddMember(c.Request.Context(), userID(c), c.Param("id"), in.UserID, s.cfg.MaxGroupMembers)
+	conv, err := s.store.AddMember(c.Request.Context(), userID(c), c.Param("id"), in.UserID, s.cfg.MaxGroupMembers)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.broker.Committed(ptrs)
 	c.JSON(http.StatusOK, conv)
 }
 
 // removeMember removes a member from a group; removing yourself is leaving.
 func (s *Server) removeMember(c *gin.Context) {
-	ptrs, err := s.store.RemoveMember(c.Request.Context(), userID(c), c.Param("id"), c.Param("user_id"))
+	err := s.store.RemoveMember(c.Request.Context(), userID(c), c.Param("id"), c.Param("user_id"))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.broker.Committed(ptrs)
 	c.Status(http.StatusNoContent)
 }

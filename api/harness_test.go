@@ -251,10 +251,10 @@ func (e *env) tokens(r resp) user {
 	return out.User
 }
 
-// stream returns every event stored in u's stream, in seq order.
-func (e *env) stream(u user) []repository.Event {
+// stream returns every event of u's stream, in position order.
+func (e *env) stream(u user) []repository.LogEvent {
 	e.t.Helper()
-	evs, err := e.store.EventsAfter(context.Background(), u.ID, 0, 1<<20)
+	evs, err := e.store.UserEvents(context.Background(), u.ID, repository.Position{}, repository.Position{XID: 1 << 62}, 1<<20)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -285,6 +285,9 @@ type message struct {
 	Seq            int64   `json:"seq"`
 	Body           string  `json:"body"`
 	ClientMsgID    *string `json:"client_msg_id"`
+	// Pos is the position of the event that carried the message, if it
+	// came as one.
+	Pos string `json:"-"`
 }
 
 // group creates a group of owner and others.

@@ -29,7 +29,7 @@ func (e *env) messageEvents(u user) map[string]int {
 
 // TestIdempotentSend posts the same client_msg_id five times at once, in
 // several rounds: one 201, four 200 with the same message, and exactly one
-// message and one message.created event per member (DESIGN invariant 4).
+// message and one message.created event per member (docs/ARCHITECTURE.md, invariant 4).
 func TestIdempotentSend(t *testing.T) {
 	eachStore(t, func(t *testing.T, store *repository.Store) {
 		e := newEnv(t, store, testConfig())

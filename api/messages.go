@@ -11,7 +11,8 @@ import (
 
 const maxMessageChars = 4000
 
-// sendMessage stores a message and hands its events to the real-time core.
+// sendMessage stores a message; the store hands its event to the
+// real-time core when it commits.
 // A retry with the same client_msg_id answers 200 with the stored message.
 func (s *Server) sendMessage(c *gin.Context) {
 	var in struct {
@@ -29,12 +30,11 @@ func (s *Server) sendMessage(c *gin.Context) {
 		problem(c, http.StatusBadRequest, CodeInvalidField, "client_msg_id must be 1-64 characters, without NUL")
 		return
 	}
-	msg, created, ptrs, err := s.store.SendMessage(c.Request.Context(), userID(c), c.Param("id"), in.Body, in.ClientMsgID)
+	msg, created, err := s.store.SendMessage(c.Request.Context(), userID(c), c.Param("id"), in.Body, in.ClientMsgID)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.broker.Committed(ptrs)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -91,11 +91,10 @@ func (s *Server) markRead(c *gin.Context) {
 	if !requireID(c, "message_id", in.MessageID) {
 		return
 	}
-	ptrs, err := s.store.MarkRead(c.Request.Context(), userID(c), c.Param("id"), in.MessageID)
+	err := s.store.MarkRead(c.Request.Context(), userID(c), c.Param("id"), in.MessageID)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.broker.Committed(ptrs)
 	c.Status(http.StatusNoContent)
 }

@@ -15,15 +15,27 @@ import (
 // where encoding/json escapes <, > and & in it (the same JSON value).
 func TestPollAnswerEncodesAsEncodingJSON(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, r := range []pollResponse{
-		{Events: []pollEvent{}, Typing: []events.Typing{}},
-		{Events: []pollEvent{{Seq: 1, Type: "read", Data: json.RawMessage(`{"message_id":"m"}`)}}, Cursor: 1, Typing: []events.Typing{}, SessionID: "s"},
+	type event struct {
+		Position string          `json:"position"`
+		Type     string          `json:"type"`
+		Data     json.RawMessage `json:"data"`
+	}
+	type answer struct {
+		Events    []event         `json:"events"`
+		Cursor    string          `json:"cursor"`
+		Typing    []events.Typing `json:"typing"`
+		Reset     bool            `json:"reset"`
+		SessionID string          `json:"session_id"`
+	}
+	for _, r := range []answer{
+		{Events: []event{}, Typing: []events.Typing{}},
+		{Events: []event{{Position: "0-1", Type: "read", Data: json.RawMessage(`{"message_id":"m"}`)}}, Cursor: "0-1", Typing: []events.Typing{}, SessionID: "s"},
 		{
-			Events: []pollEvent{
-				{Seq: 7, Type: "message.created", Data: json.RawMessage(`{"message":{"body":"a\"<b>&\u2028"}}`)},
-				{Seq: 8, Type: "odd\"type<&>\n\u00e9", Data: json.RawMessage(`{}`)},
+			Events: []event{
+				{Position: "77-7", Type: "message.created", Data: json.RawMessage(`{"message":{"body":"a\"<b>&\u2028"}}`)},
+				{Position: "77-8", Type: "odd\"type<&>\n\u00e9", Data: json.RawMessage(`{}`)},
 			},
-			Cursor:    8,
+			Cursor:    "77-8",
 			Typing:    []events.Typing{{ConversationID: "c", UserID: "u", Typing: true, ExpiresAt: at}},
 			Reset:     true,
 			SessionID: "s-1",
@@ -33,8 +45,12 @@ func TestPollAnswerEncodesAsEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		ans := &events.PollAnswer{Events: []*events.Event{}, Cursor: r.Cursor, Typing: r.Typing, Reset: r.Reset, SessionID: r.SessionID}
+		for _, ev := range r.Events {
+			ans.Events = append(ans.Events, &events.Event{ID: ev.Position, Type: ev.Type, Data: ev.Data})
+		}
 		var got bytes.Buffer
-		r.encode(&got)
+		encodePoll(&got, ans)
 		var g, w any
 		if err := json.Unmarshal(got.Bytes(), &g); err != nil {
 			t.Fatalf("encode wrote invalid JSON %s: %v", got.String(), err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/confab-chat/confab/events"
 	"github.com/confab-chat/confab/repository"
 	"github.com/gin-gonic/gin"
 )
@@ -104,6 +105,8 @@ func (s *Server) fail(c *gin.Context, err error) {
 		problem(c, http.StatusConflict, CodeNotGroup, "direct conversations have exactly their two members")
 	case errors.Is(err, repository.ErrGroupFull):
 		problem(c, http.StatusConflict, CodeGroupFull, "at most "+strconv.Itoa(s.cfg.MaxGroupMembers)+" members")
+	case errors.Is(err, events.ErrInvalidCursor):
+		problem(c, http.StatusBadRequest, CodeInvalidCursor, "a cursor is the position an event or answer carried, as it was sent")
 	case errors.Is(err, repository.ErrClientMsgConflict):
 		problem(c, http.StatusConflict, CodeClientMsgConflict, "")
 	case c.Request.Context().Err() != nil:

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,11 +30,11 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 
 type pollResult struct {
 	Events []struct {
-		Seq  int64           `json:"seq"`
-		Type string          `json:"type"`
-		Data json.RawMessage `json:"data"`
+		Position string          `json:"position"`
+		Type     string          `json:"type"`
+		Data     json.RawMessage `json:"data"`
 	} `json:"events"`
-	Cursor int64 `json:"cursor"`
+	Cursor string `json:"cursor"`
 	Typing []struct {
 		ConversationID string `json:"conversation_id"`
 		UserID         string `json:"user_id"`
@@ -82,8 +81,7 @@ func TestStreamResumesFromLastEventID(t *testing.T) {
 		s := e.openStream(bob.Token, streamOpts{})
 		cursor := s.ready()
 		e.send(alice, g.ID, "before")
-		s.messages(1, cursor)
-		cursor++
+		cursor = s.messages(1, cursor)[0].Pos
 		s.close()
 
 		var sent []string
@@ -91,30 +89,32 @@ func TestStreamResumesFromLastEventID(t *testing.T) {
 			sent = append(sent, e.send(alice, g.ID, fmt.Sprintf("missed %d", i)).ID)
 		}
 		// Header, as EventSource reconnects.
-		s = e.openStream(bob.Token, streamOpts{lastEventID: strconv.FormatInt(cursor, 10)})
+		s = e.openStream(bob.Token, streamOpts{lastEventID: cursor})
 		if got := s.ready(); got != cursor {
-			t.Fatalf("ready cursor %d, want %d", got, cursor)
+			t.Fatalf("ready cursor %s, want %s", got, cursor)
 		}
-		for i, m := range s.messages(7, cursor) {
+		resumed := s.messages(7, cursor)
+		for i, m := range resumed {
 			if m.ID != sent[i] {
 				t.Fatalf("resumed message %d is %s, want %s", i, m.ID, sent[i])
 			}
 		}
 		s.close()
 		// Query parameter, as a fresh EventSource passes it.
-		s = e.openStream(bob.Token, streamOpts{query: "last_event_id=" + strconv.FormatInt(cursor+3, 10)})
+		s = e.openStream(bob.Token, streamOpts{query: "last_event_id=" + resumed[2].Pos})
 		s.ready()
-		if got := s.messages(4, cursor+3); got[0].ID != sent[3] {
+		if got := s.messages(4, resumed[2].Pos); got[0].ID != sent[3] {
 			t.Fatalf("resumed at %s, want %s", got[0].ID, sent[3])
 		}
-		// The same over long-poll: exactly the events after the cursor.
-		p := e.poll(bob.Token, "cursor="+strconv.FormatInt(cursor, 10)+"&timeout=0")
-		if len(p.Events) != 7 || p.Cursor != cursor+7 || p.Reset {
-			t.Fatalf("poll after %d: %d events, cursor %d, reset %v", cursor, len(p.Events), p.Cursor, p.Reset)
+		// The same over long-poll: exactly the events after the cursor,
+		// at the same positions.
+		p := e.poll(bob.Token, "cursor="+cursor+"&timeout=0")
+		if len(p.Events) != 7 || p.Cursor != resumed[6].Pos || p.Reset {
+			t.Fatalf("poll after %s: %d events, cursor %s, reset %v", cursor, len(p.Events), p.Cursor, p.Reset)
 		}
 		for i, ev := range p.Events {
-			if ev.Seq != cursor+1+int64(i) || ev.Type != "message.created" {
-				t.Fatalf("poll event %d: seq %d type %s", i, ev.Seq, ev.Type)
+			if ev.Position != resumed[i].Pos || ev.Type != "message.created" {
+				t.Fatalf("poll event %d: position %s type %s, want %s", i, ev.Position, ev.Type, resumed[i].Pos)
 			}
 		}
 	})
@@ -128,32 +128,42 @@ func TestResetForCursorOutsideTheStream(t *testing.T) {
 		for range 3 {
 			e.send(alice, g.ID, "x")
 		}
-		head := e.poll(bob.Token, "").Cursor
-		if head != 4 { // conversation.created + 3 messages
-			t.Fatalf("head %d, want 4", head)
+		all := e.poll(bob.Token, "cursor=0-0&timeout=0")
+		if len(all.Events) != 4 { // conversation.created + 3 messages
+			t.Fatalf("%d events from the start, want 4", len(all.Events))
+		}
+		head, second := all.Cursor, all.Events[1].Position
+		if c := e.poll(bob.Token, "").Cursor; c != head {
+			t.Fatalf("head %s, want %s", c, head)
 		}
 		// Ahead of the head: the server cannot continue it.
-		s := e.openStream(bob.Token, streamOpts{lastEventID: "99"})
+		s := e.openStream(bob.Token, streamOpts{lastEventID: "9999999999-1"})
 		if c := s.ready(); c != head {
-			t.Fatalf("ready cursor %d, want head %d", c, head)
+			t.Fatalf("ready cursor %s, want head %s", c, head)
 		}
-		if ev := s.next(5 * time.Second); ev.Type != "reset" || ev.Data != `{"cursor":4}` {
+		if ev := s.next(5 * time.Second); ev.Type != "reset" || ev.Data != `{"cursor":"`+head+`"}` {
 			t.Fatalf("want reset, got %+v", ev)
 		}
-		if p := e.poll(bob.Token, "cursor=99&timeout=0"); !p.Reset || p.Cursor != head || len(p.Events) != 0 {
+		if p := e.poll(bob.Token, "cursor=9999999999-1&timeout=0"); !p.Reset || p.Cursor != head || len(p.Events) != 0 {
 			t.Fatalf("poll ahead: %+v", p)
 		}
+		// An integer cursor, the form before positions: reset.
+		s = e.openStream(bob.Token, streamOpts{lastEventID: "2"})
+		s.ready()
+		if ev := s.next(5 * time.Second); ev.Type != "reset" {
+			t.Fatalf("want reset for an integer cursor, got %+v", ev)
+		}
 		// Older than retention keeps: everything pruned.
-		if _, err := store.PruneEvents(t.Context(), time.Now().Add(time.Hour)); err != nil {
+		if _, err := store.PruneLog(t.Context(), time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		if p := e.poll(bob.Token, "cursor=1&timeout=0"); !p.Reset || p.Cursor != head {
+		if p := e.poll(bob.Token, "cursor=0-0&timeout=0"); !p.Reset || p.Cursor != head {
 			t.Fatalf("poll after prune: %+v", p)
 		}
-		if p := e.poll(bob.Token, "cursor=4&timeout=0"); p.Reset {
+		if p := e.poll(bob.Token, "cursor="+head+"&timeout=0"); p.Reset {
 			t.Fatalf("the head itself must not reset: %+v", p)
 		}
-		s = e.openStream(bob.Token, streamOpts{lastEventID: "2"})
+		s = e.openStream(bob.Token, streamOpts{lastEventID: second})
 		s.ready()
 		if ev := s.next(5 * time.Second); ev.Type != "reset" {
 			t.Fatalf("want reset after prune, got %+v", ev)
@@ -167,19 +177,20 @@ func TestPollWaitsAndAnswers(t *testing.T) {
 		alice, bob := e.register("alice"), e.register("bob")
 		g := e.group(alice, bob)
 		first := e.poll(bob.Token, "")
-		if len(first.Events) != 0 || first.Cursor != 1 || first.SessionID == "" {
+		c0 := first.Cursor
+		if len(first.Events) != 0 || c0 == "" || first.SessionID == "" {
 			t.Fatalf("first poll: %+v", first)
 		}
 		// Nothing new: an empty batch with the same cursor after the timeout.
-		if p := e.poll(bob.Token, "cursor=1&timeout=1&session_id="+first.SessionID); len(p.Events) != 0 || p.Cursor != 1 || p.SessionID != first.SessionID {
+		if p := e.poll(bob.Token, "cursor="+c0+"&timeout=1&session_id="+first.SessionID); len(p.Events) != 0 || p.Cursor != c0 || p.SessionID != first.SessionID {
 			t.Fatalf("idle poll: %+v", p)
 		}
 		got := make(chan pollResult, 1)
-		go func() { got <- e.poll(bob.Token, "cursor=1&timeout=30&session_id="+first.SessionID) }()
+		go func() { got <- e.poll(bob.Token, "cursor="+c0+"&timeout=30&session_id="+first.SessionID) }()
 		m := e.send(alice, g.ID, "wake up")
 		select {
 		case p := <-got:
-			if len(p.Events) != 1 || p.Cursor != 2 || !strings.Contains(string(p.Events[0].Data), m.ID) {
+			if len(p.Events) != 1 || p.Cursor != p.Events[0].Position || !strings.Contains(string(p.Events[0].Data), m.ID) {
 				t.Fatalf("woken poll: %+v", p)
 			}
 		case <-time.After(10 * time.Second):
@@ -215,7 +226,7 @@ func TestTypingExpiresAndStopsOnSend(t *testing.T) {
 		alice, bob := e.register("alice"), e.register("bob")
 		g := e.group(alice, bob)
 		s := e.openStream(bob.Token, streamOpts{})
-		s.ready()
+		cursor := s.ready()
 		type typing struct {
 			ConversationID string `json:"conversation_id"`
 			UserID         string `json:"user_id"`
@@ -241,7 +252,7 @@ func TestTypingExpiresAndStopsOnSend(t *testing.T) {
 		if ty := nextTyping(); ty.Typing {
 			t.Fatalf("want expiry, got %+v", ty)
 		}
-		if p := e.poll(bob.Token, "cursor=1&timeout=0"); len(p.Typing) != 0 {
+		if p := e.poll(bob.Token, "cursor="+cursor+"&timeout=0"); len(p.Typing) != 0 {
 			t.Fatalf("poll typing after expiry: %+v", p.Typing)
 		}
 		// A sent message ends typing at once.
@@ -252,8 +263,16 @@ func TestTypingExpiresAndStopsOnSend(t *testing.T) {
 			t.Fatalf("want stop on send, got %+v", ty)
 		}
 		// Typing is never a durable event.
-		if p := e.poll(bob.Token, "cursor=1&timeout=0"); len(p.Events) != 1 || p.Events[0].Type != "message.created" {
-			t.Fatalf("stream holds more than the message: %+v", p.Events)
+		// (The stream's head may come before the group's creation.)
+		p := e.poll(bob.Token, "cursor="+cursor+"&timeout=0")
+		var types []string
+		for _, ev := range p.Events {
+			if ev.Type != "conversation.created" {
+				types = append(types, ev.Type)
+			}
+		}
+		if fmt.Sprint(types) != "[message.created]" {
+			t.Fatalf("stream holds more than the message: %v", types)
 		}
 	})
 }
@@ -444,14 +463,14 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 				e.send(alice, g.ID, body)
 			}
 		})
-		fast.messages(n, cursor)
+		seen := fast.messages(n, cursor)
 		wg.Wait()
 		eventually(t, 10*time.Second, "the stuck stream's session to end", func() bool {
 			return e.sessionCount(bob.Token) == 0
 		})
 		// It resumes from its cursor with nothing lost.
-		p := e.poll(bob.Token, "cursor="+strconv.FormatInt(cursor, 10)+"&timeout=0")
-		if len(p.Events) == 0 || p.Events[0].Seq != cursor+1 {
+		p := e.poll(bob.Token, "cursor="+cursor+"&timeout=0")
+		if len(p.Events) == 0 || p.Events[0].Position != seen[0].Pos {
 			t.Fatalf("resume after disconnect: %d events", len(p.Events))
 		}
 	})

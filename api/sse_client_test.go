@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/confab-chat/confab/repository"
 )
 
 // sseEvent is one dispatched event, as an EventSource would see it.
@@ -254,45 +256,58 @@ func (s *sseConn) ended(timeout time.Duration) bool {
 }
 
 // ready reads the first frame, which must be `ready`, and returns its cursor.
-func (s *sseConn) ready() int64 {
+func (s *sseConn) ready() string {
 	s.t.Helper()
 	ev := s.next(5 * time.Second)
 	if ev.Type != "ready" {
 		s.t.Fatalf("first frame is %q, want ready", ev.Type)
 	}
 	var d struct {
-		Cursor    int64  `json:"cursor"`
+		Cursor    string `json:"cursor"`
 		SessionID string `json:"session_id"`
 	}
-	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || d.SessionID == "" {
+	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || d.SessionID == "" || d.Cursor == "" {
 		s.t.Fatalf("ready data %q: %v", ev.Data, err)
 	}
 	// The cursor is the ready frame's id too, so EventSource resumes there.
-	if ev.ID != strconv.FormatInt(d.Cursor, 10) {
-		s.t.Fatalf("ready id %q, cursor %d", ev.ID, d.Cursor)
+	if ev.ID != d.Cursor {
+		s.t.Fatalf("ready id %q, cursor %s", ev.ID, d.Cursor)
 	}
 	return d.Cursor
 }
 
 // messages reads n message.created events (skipping ephemeral ones) and
-// checks their seqs continue gap-free from after.
-func (s *sseConn) messages(n int, after int64) []message {
+// checks their positions come after `after`, each past the one before.
+// Each message carries its event's position in Pos.
+func (s *sseConn) messages(n int, after string) []message {
 	s.t.Helper()
 	var out []message
 	for len(out) < n {
 		ev := s.nextOf("message.created", 10*time.Second)
-		seq, _ := strconv.ParseInt(ev.ID, 10, 64)
-		if seq != after+1 {
-			s.t.Fatalf("seq %d after %d", seq, after)
+		if !posLess(s.t, after, ev.ID) {
+			s.t.Fatalf("position %s after %s", ev.ID, after)
 		}
-		after = seq
+		after = ev.ID
 		var d struct {
 			Message message `json:"message"`
 		}
 		if err := json.Unmarshal([]byte(ev.Data), &d); err != nil {
 			s.t.Fatal(err)
 		}
+		d.Message.Pos = ev.ID
 		out = append(out, d.Message)
 	}
 	return out
+}
+
+// posLess reports whether position a comes before b. Clients never compare
+// positions; tests do, to check the order the server promises.
+func posLess(t testing.TB, a, b string) bool {
+	t.Helper()
+	pa, err1 := repository.ParsePosition(a)
+	pb, err2 := repository.ParsePosition(b)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("positions %q, %q: %v %v", a, b, err1, err2)
+	}
+	return pa.Less(pb)
 }

@@ -29,48 +29,15 @@ func (s *Server) streamAuth(c *gin.Context) {
 	s.authenticate(c, raw)
 }
 
-// parseCursor reads a resume position; ok is false when none was given.
-func parseCursor(values ...string) (cursor int64, ok bool, err error) {
-	for _, v := range values {
-		if v == "" {
-			continue
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, false, strconv.ErrSyntax
-		}
-		return n, true, nil
-	}
-	return 0, false, nil
-}
-
-// startCursor decides where a stream or poll starts: the head when no
-// cursor was given, the cursor when it can be continued, else the head with
-// reset set, so the client reloads state instead of silently missing events.
-func (s *Server) startCursor(c *gin.Context, cursor int64, given bool) (start, last int64, reset, ok bool) {
-	first, last, err := s.broker.Bounds(c.Request.Context(), userID(c))
-	if err != nil {
-		s.fail(c, err)
-		return 0, 0, false, false
-	}
-	if !given {
-		return last, last, false, true
-	}
-	if cursor < first-1 || cursor > last {
-		return last, last, true, true
-	}
-	return cursor, last, false, true
-}
-
 // events serves GET /v1/events: the user's Server-Sent Events stream.
 func (s *Server) events(c *gin.Context) {
-	cursor, given, err := parseCursor(c.GetHeader("Last-Event-ID"), c.Query("last_event_id"))
-	if err != nil {
-		problem(c, http.StatusBadRequest, CodeInvalidCursor, "Last-Event-ID / last_event_id must be a non-negative integer")
-		return
+	cursor := c.GetHeader("Last-Event-ID")
+	if cursor == "" {
+		cursor = c.Query("last_event_id")
 	}
-	start, _, reset, ok := s.startCursor(c, cursor, given)
-	if !ok {
+	start, reset, err := s.broker.Resume(c.Request.Context(), cursor)
+	if err != nil {
+		s.fail(c, err)
 		return
 	}
 	ctx, uid := c.Request.Context(), userID(c)
@@ -80,7 +47,7 @@ func (s *Server) events(c *gin.Context) {
 		return
 	}
 	defer closeSession()
-	sub := s.broker.SubscribeStream(uid, start)
+	sub := s.broker.Subscribe(uid, start)
 	defer sub.Close()
 	open := s.broker.Metrics.Open.WithLabelValues(events.TransportSSE)
 	open.Inc()
@@ -101,10 +68,10 @@ func (s *Server) events(c *gin.Context) {
 	// ready carries the cursor as its id too, so an EventSource that
 	// reconnects by itself before any durable event resumes from here
 	// rather than from whatever the head is then.
-	w.id(start)
-	w.event(0, events.TypeReady, marshal(gin.H{"cursor": start, "session_id": sessionID}))
+	w.id(start.String())
+	w.event("", events.TypeReady, marshal(gin.H{"cursor": start.String(), "session_id": sessionID}))
 	if reset {
-		w.event(0, events.TypeReset, marshal(gin.H{"cursor": start}))
+		w.event("", events.TypeReset, marshal(gin.H{"cursor": start.String()}))
 	}
 	// Presence events only tell changes; a new stream first learns who is
 	// online now.
@@ -117,7 +84,7 @@ func (s *Server) events(c *gin.Context) {
 	var frame []byte
 	for _, u := range online {
 		frame = appendPresence(frame[:0], u)
-		w.event(0, events.TypePresence, frame)
+		w.event("", events.TypePresence, frame)
 		if w.buffered() >= flushAt && w.flush() != nil {
 			return
 		}
@@ -147,7 +114,7 @@ func (s *Server) events(c *gin.Context) {
 			}
 			// Write everything already queued, then flush once.
 			for _, ev := range evs {
-				w.event(ev.Seq, ev.Type, ev.Data)
+				w.event(ev.ID, ev.Type, ev.Data)
 				s.observe(ev, delivered)
 			}
 			clear(evs) // the events are not ours to keep alive
@@ -182,7 +149,7 @@ const maxSpare = 16
 
 func (s *Server) observe(ev *events.Event, delivered interface{ Inc() }) {
 	delivered.Inc()
-	if ev.Seq > 0 && !ev.At.IsZero() {
+	if ev.Durable() && !ev.At.IsZero() {
 		s.broker.Metrics.Lag.Observe(time.Since(ev.At).Seconds())
 	}
 }
@@ -236,9 +203,9 @@ func (w *sseWriter) retry(d time.Duration) {
 	buf.WriteString("\n\n")
 }
 
-func (w *sseWriter) event(id int64, typ string, data []byte) {
+func (w *sseWriter) event(id string, typ string, data []byte) {
 	buf := w.b()
-	if id > 0 {
+	if id != "" {
 		w.id(id)
 	}
 	buf.WriteString("event: ")
@@ -258,12 +225,12 @@ func (w *sseWriter) event(id int64, typ string, data []byte) {
 	buf.WriteString("\n\n")
 }
 
-// id writes an id line for the next event, even 0 (durable events carry
-// theirs through event).
-func (w *sseWriter) id(id int64) {
+// id writes an id line for the next event (durable events carry theirs
+// through event).
+func (w *sseWriter) id(id string) {
 	buf := w.b()
 	buf.WriteString("id: ")
-	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), id, 10))
+	buf.WriteString(id)
 	buf.WriteByte('\n')
 }
 

@@ -44,7 +44,7 @@ type Config struct {
 	// subscribes anew). Pollers come back within milliseconds; one that
 	// comes later starts over from the database.
 	PollHold time.Duration
-	// Retention is how long stream rows are kept; PruneEvery how often the
+	// Retention is how long log events are kept; PruneEvery how often the
 	// pruner runs (0: never).
 	Retention  time.Duration
 	PruneEvery time.Duration
@@ -54,7 +54,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Channel:          "confab",
-		Hub:              HubConfig{Buffer: 256, Page: 256, SlowAfter: 10 * time.Second},
+		Hub:              HubConfig{Buffer: 256, Page: 256, Ring: 4096, SlowAfter: 10 * time.Second, MaxPerUser: 32},
 		SafetyPoll:       5 * time.Second,
 		ListenerPing:     5 * time.Second,
 		TypingTTL:        5 * time.Second,
@@ -103,16 +103,20 @@ func New(cfg Config, store *repository.Store, log *slog.Logger, reg prometheus.R
 		b.listener = &listener{
 			url: cfg.ListenURL, channel: cfg.Channel, node: cfg.Node, log: log, metrics: m,
 			pingInt:     cfg.ListenerPing,
-			onConnect:   func() { go b.hub.Sweep(context.Background()) },
+			onConnect:   b.hub.Sweep,
 			onDoorbell:  b.hub.Ring,
 			onEphemeral: b.receiveEphemeral,
 		}
 	}
+	store.OnCommit(b.committed)
 	return b
 }
 
 // Start runs the background loops until Stop.
 func (b *Broker) Start(ctx context.Context) error {
+	if err := b.hub.start(ctx); err != nil {
+		return err
+	}
 	if _, err := b.store.HeartbeatNode(ctx, b.cfg.Node); err != nil {
 		return err
 	}
@@ -126,7 +130,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		b.goLoop(func() { b.notifier.run(ctx) })
 		b.goLoop(func() { b.listener.run(ctx) })
 	}
-	b.goLoop(func() { b.every(ctx, b.cfg.SafetyPoll, func() { b.hub.Sweep(ctx) }) })
+	b.goLoop(func() { b.every(ctx, b.cfg.SafetyPoll, b.hub.Sweep) })
 	b.goLoop(func() { b.every(ctx, 250*time.Millisecond, b.expireTyping) })
 	b.goLoop(func() { b.every(ctx, b.cfg.NodeHeartbeat, func() { b.heartbeat(ctx) }) })
 	b.goLoop(func() { b.every(ctx, b.cfg.PollIdle/3, func() { b.sessions.expirePolls(b.cfg.PollIdle) }) })
@@ -197,27 +201,58 @@ func (b *Broker) ListenerPID() uint32 {
 	return b.listener.backendPID()
 }
 
-// Committed takes the pointers of events a transaction on this node just
-// committed: local subscribers are rung directly, other nodes by NOTIFY.
-func (b *Broker) Committed(ptrs []repository.Pointer) {
-	if len(ptrs) == 0 {
-		return
-	}
-	b.hub.Ring(ptrs)
+// committed takes the events a transaction on this node just committed
+// (the store calls it: see repository.Store.OnCommit): local subscribers
+// get them from the hub, other nodes are rung by NOTIFY.
+func (b *Broker) committed(evs []repository.LogEvent) {
+	b.hub.Committed(evs)
 	if b.notifier != nil {
-		b.notifier.doorbells(ptrs)
+		b.notifier.doorbell(evs[len(evs)-1].Position())
 	}
 }
 
-// Subscribe starts delivering userID's events after seq `after`.
-func (b *Broker) Subscribe(userID string, after int64) *Subscription {
-	return b.hub.Subscribe(userID, after)
+// Subscribe starts delivering userID's events after the position `after`.
+func (b *Broker) Subscribe(userID string, after repository.Position) *Subscription {
+	return b.hub.Subscribe(userID, after, repository.Position{})
 }
 
-// Bounds returns the lowest seq still kept and the last seq of a user's
-// stream; a cursor below first-1 or above last must be reset.
-func (b *Broker) Bounds(ctx context.Context, userID string) (first, last int64, err error) {
-	return b.store.StreamBounds(ctx, userID)
+// Resume decides where a stream or poll starts from the cursor a client
+// sent: the head of the log (its last final position, see
+// repository.LogHead) when it sent none; its cursor when the events
+// after it are all there; else the head with reset set, so that the client
+// reloads its state instead of silently missing events (a cursor older
+// than retention, one from before the event log, one ahead of the log). A
+// cursor that is not a position is ErrInvalidCursor.
+func (b *Broker) Resume(ctx context.Context, cursor string) (from repository.Position, reset bool, err error) {
+	from, _, reset, err = b.resume(ctx, cursor)
+	return from, reset, err
+}
+
+// resume is Resume that also returns the last position stored when the
+// cursor was checked (the zero position when there was no cursor to check):
+// events up to it exist.
+func (b *Broker) resume(ctx context.Context, cursor string) (from, last repository.Position, reset bool, err error) {
+	if cursor == "" {
+		from, err = b.store.LogHead(ctx)
+		return from, last, false, err
+	}
+	p, err := repository.ParsePosition(cursor)
+	switch {
+	case errors.Is(err, repository.ErrOldCursor):
+		from, err = b.store.LogHead(ctx)
+		return from, last, true, err
+	case err != nil:
+		return from, last, false, ErrInvalidCursor
+	}
+	floor, last, err := b.store.LogBounds(ctx)
+	if err != nil {
+		return from, last, false, err
+	}
+	if p.Less(floor) || last.Less(p) {
+		from, err = b.store.LogHead(ctx)
+		return from, last, true, err
+	}
+	return p, last, false, nil
 }
 
 // SetTyping records a typing ping (or stop) from userID in convID and tells
@@ -358,44 +393,6 @@ func (b *Broker) OpenSession(ctx context.Context, userID, transport, userAgent s
 	return id, func() { b.sessions.close(id, userID) }, nil
 }
 
-// PollSession returns the long-poll session to use for a poll (reusing
-// sessionID when it is the user's); done marks the poll finished.
-func (b *Broker) PollSession(ctx context.Context, userID, sessionID, userAgent string) (id string, done func(), err error) {
-	return b.sessions.poll(ctx, userID, sessionID, userAgent)
-}
-
-// TakePollFeed hands a poll the subscription its session's last poll
-// kept, if it continues cursor (nil otherwise): the poll then needs neither
-// the stream's bounds nor a backfill read. A cursor the feed cannot continue
-// (older than what the feed kept, or past what it read) goes the long way,
-// through Bounds and NewPollFeed.
-func (b *Broker) TakePollFeed(sessionID, userID string, cursor int64) *PollFeed {
-	if b.cfg.PollHold <= 0 || sessionID == "" {
-		return nil
-	}
-	return b.feeds.take(sessionID, userID, cursor)
-}
-
-// NewPollFeed subscribes a poll after cursor, a cursor checked against the
-// stream's bounds.
-func (b *Broker) NewPollFeed(userID string, cursor int64) *PollFeed {
-	return &PollFeed{sub: b.hub.Subscribe(userID, cursor), userID: userID, base: cursor}
-}
-
-// KeepPollFeed ends a poll's use of f and keeps it for the session's next
-// poll, or closes it when feeds are not kept.
-func (b *Broker) KeepPollFeed(sessionID string, f *PollFeed) {
-	if b.cfg.PollHold <= 0 || sessionID == "" {
-		f.Close()
-		return
-	}
-	b.feeds.keep(sessionID, f)
-}
-
-// KeptPollFeeds is how many long-poll sessions' feeds wait for their next
-// poll.
-func (b *Broker) KeptPollFeeds() int { return b.feeds.len() }
-
 // OnlineContacts lists the users who share a conversation with userID and
 // are online now, so a new stream starts knowing who is there.
 func (b *Broker) OnlineContacts(ctx context.Context, userID string) ([]string, error) {
@@ -438,9 +435,9 @@ func (b *Broker) heartbeat(ctx context.Context) {
 }
 
 func (b *Broker) prune(ctx context.Context) {
-	n, err := b.store.PruneEvents(ctx, time.Now().Add(-b.cfg.Retention))
+	n, err := b.store.PruneLog(ctx, time.Now().Add(-b.cfg.Retention))
 	if err != nil {
-		b.log.Warn("prune events", slog.Any("err", err))
+		b.log.Warn("prune the log", slog.Any("err", err))
 		return
 	}
 	t, err := b.store.PruneRefreshTokens(ctx, time.Now())
@@ -449,6 +446,6 @@ func (b *Broker) prune(ctx context.Context) {
 		return
 	}
 	if n > 0 || t > 0 {
-		b.log.Info("pruned", slog.Int64("stream_rows", n), slog.Int64("refresh_tokens", t))
+		b.log.Info("pruned", slog.Int64("log_events", n), slog.Int64("refresh_tokens", t))
 	}
 }

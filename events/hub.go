@@ -1,201 +1,144 @@
 package events
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/confab-chat/confab/repository"
 )
 
-// Hub delivers each user's durable events to the user's subscribers on this
-// node, and ephemeral events as they come.
+// Hub delivers the log's events to this node's subscribers.
 //
-// Every subscriber has a cursor (the next seq it needs). Doorbells mark
-// users dirty; one dispatcher goroutine reads, in one query per batch, the
-// events after every distinct cursor of the dirty users, and hands each
-// subscriber the contiguous run that starts at its cursor. Backfill after
-// subscribing and live delivery are the same path, so there is no window
-// between them, and since a user's seqs commit in order a run read after
-// seq n is gap-free. A subscriber whose buffer is full simply stops
-// advancing ("behind"); it is re-read once it drains, and disconnected if it
-// stays behind for longer than slowAfter. The lock is never held across
-// I/O and sends never block.
+// The hub tails the log: one read per batch for the whole node, in position
+// order, from the last position it read (its tail). It hands each event to
+// the local users who were members of its conversation at its position,
+// found through an in-memory index of conversation -> local users that the
+// membership events in the log keep true, and keeps the last Ring events
+// read, so that a subscriber resuming from a recent cursor catches up from
+// memory. A subscriber resuming from further back reads its own stream from
+// the database (repository.UserEvents) until the ring covers its cursor.
+// Live delivery and catching up meet in the ring under the hub's lock, so
+// no event falls between them and none is handed over twice.
+//
+// A subscriber whose buffer is full falls back to catching up once it
+// drains, and is disconnected if it stays behind for longer than SlowAfter.
+// The lock is never held across I/O and sends never block.
 type Hub struct {
-	store     *repository.Store
-	log       *slog.Logger
-	metrics   *Metrics
-	bufSize   int
-	pageSize  int
-	slowAfter time.Duration
+	store   *repository.Store
+	log     *slog.Logger
+	metrics *Metrics
+	cfg     HubConfig
 
-	wake chan struct{}
+	wake  chan struct{}
+	retry *time.Timer // re-reads when a known event is not readable yet
 
-	mu      sync.Mutex
-	users   map[string]map[*Subscription]struct{}
-	pending map[string]int64 // user -> lowest seq rung (0: check every subscriber)
-	closed  bool
+	mu sync.Mutex
+	// tail is the position of the last event read; every event up to it is
+	// in the ring, from ringFloor (excluded) on.
+	tail      repository.Position
+	ring      []*Event
+	ringFloor repository.Position
+	// own holds this node's committed events, by log id, until the tail
+	// reaches them: they are handed over as committed, not read back.
+	own map[int64]*Event
+	// want is the highest position known to be committed (own events and
+	// other nodes' doorbells); the hub keeps reading until it gets there.
+	want  repository.Position
+	users map[string]*user
+	convs map[string]map[*user]struct{} // conversation -> local users with an open span
+	// waiting are live subscriptions whose until the tail has not reached.
+	waiting map[*Subscription]struct{}
+	// subscribed counts subscriptions ever made: their order.
+	subscribed uint64
+	closed     bool
 }
 
 // HubConfig tunes a Hub.
 type HubConfig struct {
 	// Buffer is each subscriber's queue length.
 	Buffer int
-	// Page bounds the events read per cursor per dispatch.
+	// Page bounds the events read per query.
 	Page int
+	// Ring is how many recent events the hub keeps for subscribers that
+	// catch up.
+	Ring int
 	// SlowAfter is how long a subscriber may stay behind before it is
 	// disconnected (it resumes from its cursor).
 	SlowAfter time.Duration
+	// MaxPerUser bounds one user's streams and waiting polls on this node
+	// (0: no bound); a new one beyond it ends the user's oldest, which
+	// would resume from its cursor if its client still wanted it.
+	MaxPerUser int
+}
+
+// user is a user with subscribers on this node.
+type user struct {
+	id   string
+	subs map[*Subscription]struct{}
+	// spans are the user's membership spans, by conversation; nil until
+	// loaded (loaded is closed then).
+	spans  map[string][]repository.Span
+	loaded chan struct{}
+	err    error // why loading failed
+}
+
+// member reports whether u was a member of ev's conversation at its
+// position.
+func (u *user) member(ev *Event) bool {
+	for _, s := range u.spans[ev.conv] {
+		if s.Holds(ev.Pos) {
+			return true
+		}
+	}
+	return false
 }
 
 func newHub(store *repository.Store, log *slog.Logger, m *Metrics, cfg HubConfig) *Hub {
-	return &Hub{
-		store: store, log: log, metrics: m,
-		bufSize: cfg.Buffer, pageSize: cfg.Page, slowAfter: cfg.SlowAfter,
+	h := &Hub{
+		store: store, log: log, metrics: m, cfg: cfg,
 		wake:    make(chan struct{}, 1),
-		users:   map[string]map[*Subscription]struct{}{},
-		pending: map[string]int64{},
+		own:     map[int64]*Event{},
+		users:   map[string]*user{},
+		convs:   map[string]map[*user]struct{}{},
+		waiting: map[*Subscription]struct{}{},
 	}
+	h.retry = time.AfterFunc(time.Hour, h.poke)
+	h.retry.Stop()
+	return h
 }
 
-// Subscription is one stream's or poller's view of a user's events.
-//
-// A subscription queues in one of two ways. A poll's (Subscribe) is a
-// channel of the hub's buffer size, read through Events. A stream's
-// (SubscribeStream) is a slice that holds only what is pending, read
-// through Ready and Take: a stream lives for hours and is idle nearly all
-// of that time, and a channel of 256 pointers is 2 KB that each of ten
-// thousand idle streams would keep for nothing. Either way the events are
-// shared with the user's other subscribers: read only.
-type Subscription struct {
-	UserID string
-
-	hub  *Hub
-	c    chan *Event // poll mode; nil in stream mode
-	done chan struct{}
-	err  error // set before done is closed
-
-	// Stream mode. Events are appended under hub.mu and qmu, and taken
-	// under qmu alone, so a stream draining its queue never waits for the
-	// hub's lock. ready holds a token whenever q may be non-empty.
-	qmu   sync.Mutex
-	q     []*Event
-	ready chan struct{}
-
-	behind atomic.Bool
-	// Guarded by hub.mu.
-	next        int64
-	behindSince time.Time
-	ended       bool
-}
-
-// Events delivers the subscriber's events: durable ones in seq order, each
-// once, starting after the cursor given to Subscribe. It is nil for a
-// subscription made by SubscribeStream (use Ready and Take).
-func (s *Subscription) Events() <-chan *Event { return s.c }
-
-// Ready receives when events may be waiting for Take (stream mode only).
-func (s *Subscription) Ready() <-chan struct{} { return s.ready }
-
-// Take returns the events queued since the last Take, in order (durable
-// ones in seq order, each once, starting after the cursor given to
-// SubscribeStream), and leaves spare, emptied, as the queue: a consumer
-// that hands back a small slice it is done with queues the next events
-// without allocating. It may return none. Stream mode only.
-func (s *Subscription) Take(spare []*Event) []*Event {
-	s.qmu.Lock()
-	out := s.q
-	s.q = spare[:0]
-	s.qmu.Unlock()
-	return out
-}
-
-// queued is how many events wait for the consumer.
-func (s *Subscription) queued() int {
-	if s.c != nil {
-		return len(s.c)
+// start sets where the hub begins tailing: the head of the log.
+func (h *Hub) start(ctx context.Context) error {
+	head, err := h.store.LogHead(ctx)
+	if err != nil {
+		return err
 	}
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	return len(s.q)
+	h.mu.Lock()
+	h.tail, h.ringFloor = head, head
+	h.mu.Unlock()
+	return nil
 }
 
-// push queues ev unless bufSize events already wait; hub.mu is held.
-func (s *Subscription) push(ev *Event, bufSize int) bool {
-	if s.c != nil {
-		select {
-		case s.c <- ev:
-			return true
-		default:
-			return false
-		}
+// Head is the position of the last event the hub has read: where a
+// subscriber without a cursor starts.
+func (h *Hub) Head() repository.Position {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.tail
+}
+
+// Subscribe starts delivering userID's events after the position `after`
+// (see Subscription). CaughtUp is closed once the tail has read up to until
+// (known to be committed) and the subscription has everything up to there.
+func (h *Hub) Subscribe(userID string, after, until repository.Position) *Subscription {
+	s := &Subscription{
+		UserID: userID, hub: h, cursor: after, until: until,
+		ready: make(chan struct{}, 1), done: make(chan struct{}), caught: make(chan struct{}),
 	}
-	s.qmu.Lock()
-	if len(s.q) >= bufSize {
-		s.qmu.Unlock()
-		return false
-	}
-	s.q = append(s.q, ev)
-	s.qmu.Unlock()
-	// After the append: a consumer woken by this token (or by one already
-	// there) takes ev.
-	select {
-	case s.ready <- struct{}{}:
-	default:
-	}
-	return true
-}
-
-// Done is closed when the hub ends the subscription; Err says why.
-func (s *Subscription) Done() <-chan struct{} { return s.done }
-
-// Err is ErrSlowConsumer or ErrShutdown once Done is closed.
-func (s *Subscription) Err() error {
-	select {
-	case <-s.done:
-		return s.err
-	default:
-		return nil
-	}
-}
-
-// Received tells the hub the consumer has drained events, so a subscriber
-// that fell behind gets the rest.
-func (s *Subscription) Received() {
-	if s.behind.Load() && s.queued() <= s.hub.bufSize/2 {
-		s.hub.ring(s.UserID, 0)
-	}
-}
-
-// Close ends the subscription.
-func (s *Subscription) Close() { s.hub.remove(s, nil) }
-
-// Subscribe starts delivering userID's events after seq `after`, through
-// Events.
-func (h *Hub) Subscribe(userID string, after int64) *Subscription {
-	return h.subscribe(&Subscription{c: make(chan *Event, h.bufSize)}, userID, after)
-}
-
-// SubscribeStream is Subscribe for a long-lived consumer: the events come
-// through Ready and Take, and the queue holds memory only while events
-// wait in it.
-func (h *Hub) SubscribeStream(userID string, after int64) *Subscription {
-	return h.subscribe(&Subscription{ready: make(chan struct{}, 1)}, userID, after)
-}
-
-// SubscribeStream starts delivering userID's events after seq `after` to a
-// stream: see Hub.SubscribeStream.
-func (b *Broker) SubscribeStream(userID string, after int64) *Subscription {
-	return b.hub.SubscribeStream(userID, after)
-}
-
-func (h *Hub) subscribe(s *Subscription, userID string, after int64) *Subscription {
-	s.UserID, s.hub, s.done, s.next = userID, h, make(chan struct{}), after+1
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -203,17 +146,420 @@ func (h *Hub) subscribe(s *Subscription, userID string, after int64) *Subscripti
 		close(s.done)
 		return s
 	}
-	subs := h.users[userID]
-	if subs == nil {
-		subs = map[*Subscription]struct{}{}
-		h.users[userID] = subs
+	u := h.users[userID]
+	if u == nil {
+		u = &user{id: userID, subs: map[*Subscription]struct{}{}}
+		h.users[userID] = u
 	}
-	subs[s] = struct{}{}
-	h.markLocked(userID, 0)
+	u.subs[s] = struct{}{}
+	h.subscribed++
+	s.u, s.catching, s.order = u, true, h.subscribed
+	if h.cfg.MaxPerUser > 0 && len(u.subs) > h.cfg.MaxPerUser {
+		var oldest *Subscription
+		for o := range u.subs {
+			if oldest == nil || o.order < oldest.order {
+				oldest = o
+			}
+		}
+		h.removeLocked(oldest, ErrTooMany)
+		h.metrics.Evicted.Inc()
+	}
 	h.mu.Unlock()
-	h.poke()
+	go h.catchUp(s)
 	return s
 }
+
+// loadSpans makes sure u's membership spans are known. The first
+// subscriber of a user reads them; the others wait for it. Membership
+// events the tail read while the spans were being read are applied again
+// from the ring: applying one twice changes nothing.
+func (h *Hub) loadSpans(ctx context.Context, u *user) error {
+	h.mu.Lock()
+	if u.loaded != nil {
+		loaded := u.loaded
+		h.mu.Unlock()
+		<-loaded
+		return u.err
+	}
+	u.loaded = make(chan struct{})
+	h.mu.Unlock()
+	for {
+		from := h.Head()
+		spans, err := h.store.Spans(ctx, u.id, repository.Position{})
+		h.mu.Lock()
+		if err != nil {
+			u.err = err
+			loaded := u.loaded
+			u.loaded = nil // the next subscriber tries again
+			h.mu.Unlock()
+			close(loaded)
+			return err
+		}
+		if from.Less(h.ringFloor) {
+			// The ring moved past where the read began: read again.
+			h.mu.Unlock()
+			continue
+		}
+		u.spans = map[string][]repository.Span{}
+		for _, s := range spans {
+			h.addSpanLocked(u, s.ConversationID, s.Join, s.Left)
+		}
+		for _, ev := range h.ring[h.ringIndexAfter(from):] {
+			h.applyMembershipLocked(ev, u)
+		}
+		close(u.loaded)
+		h.mu.Unlock()
+		return nil
+	}
+}
+
+// addSpanLocked records a span of u in conv unless it is known already.
+func (h *Hub) addSpanLocked(u *user, conv string, join repository.Position, left *repository.Position) {
+	for i, s := range u.spans[conv] {
+		if s.Join == join {
+			if left != nil && s.Left == nil {
+				u.spans[conv][i].Left = left
+			}
+			h.indexLocked(u, conv)
+			return
+		}
+	}
+	u.spans[conv] = append(u.spans[conv], repository.Span{ConversationID: conv, Join: join, Left: left})
+	h.indexLocked(u, conv)
+}
+
+// indexLocked keeps u in convs[conv] while the tail may still read events
+// of conv that u is to get: u's span there is open, or ends after the tail.
+func (h *Hub) indexLocked(u *user, conv string) {
+	open := slices.ContainsFunc(u.spans[conv], func(s repository.Span) bool { return s.Left == nil || h.tail.Less(*s.Left) })
+	users := h.convs[conv]
+	if open {
+		if users == nil {
+			users = map[*user]struct{}{}
+			h.convs[conv] = users
+		}
+		users[u] = struct{}{}
+		return
+	}
+	delete(users, u)
+	if len(users) == 0 {
+		delete(h.convs, conv)
+	}
+}
+
+// applyMembershipLocked updates the spans of the local users an event
+// adds to or removes from its conversation (only of `only`, if given).
+func (h *Hub) applyMembershipLocked(ev *Event, only *user) {
+	var subjects []string
+	switch ev.Type {
+	case repository.EventMemberJoined, repository.EventMemberLeft:
+		var d struct {
+			UserID string `json:"user_id"`
+		}
+		if json.Unmarshal(ev.Data, &d) != nil {
+			return
+		}
+		subjects = []string{d.UserID}
+	case repository.EventConversationCreated:
+		var d struct {
+			Conversation struct {
+				Members []struct {
+					UserID string `json:"user_id"`
+				} `json:"members"`
+			} `json:"conversation"`
+		}
+		if json.Unmarshal(ev.Data, &d) != nil {
+			return
+		}
+		for _, m := range d.Conversation.Members {
+			subjects = append(subjects, m.UserID)
+		}
+	default:
+		return
+	}
+	for _, id := range subjects {
+		u := h.users[id]
+		if u == nil || u.spans == nil || (only != nil && u != only) {
+			continue // not loaded: its spans are read with this event in them
+		}
+		if ev.Type == repository.EventMemberLeft {
+			for i, s := range u.spans[ev.conv] {
+				if s.Left == nil && s.Join.Less(ev.Pos) {
+					left := ev.Pos
+					u.spans[ev.conv][i].Left = &left
+				}
+			}
+			h.indexLocked(u, ev.conv)
+		} else {
+			h.addSpanLocked(u, ev.conv, ev.Pos, nil)
+		}
+	}
+}
+
+// ringIndexAfter is the index of the first ring event after p.
+func (h *Hub) ringIndexAfter(p repository.Position) int {
+	i, _ := slices.BinarySearchFunc(h.ring, p, func(e *Event, p repository.Position) int {
+		if e.Pos.Compare(p) <= 0 {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+// catchUp brings s from its cursor to the live tail: from the ring when it
+// holds the cursor, else page by page from the database first. It stops
+// when s's buffer fills; Received starts it again.
+func (h *Hub) catchUp(s *Subscription) {
+	ctx := context.Background()
+	if err := h.loadSpans(ctx, s.u); err != nil {
+		h.log.Warn("hub: read membership spans", slog.String("user", s.UserID), slog.Any("err", err))
+		h.remove(s, err)
+		return
+	}
+	for {
+		h.mu.Lock()
+		if s.ended {
+			h.mu.Unlock()
+			return
+		}
+		if !s.cursor.Less(h.ringFloor) {
+			// Everything after the cursor is in the ring.
+			for _, ev := range h.ring[h.ringIndexAfter(s.cursor):] {
+				if s.u.member(ev) && !h.offerLocked(s, ev) {
+					s.catching = false // Received resumes
+					h.mu.Unlock()
+					return
+				}
+			}
+			h.goLiveLocked(s)
+			h.mu.Unlock()
+			return
+		}
+		upTo, after := h.tail, s.cursor
+		h.mu.Unlock()
+
+		evs, err := h.store.UserEvents(ctx, s.UserID, after, upTo, min(h.cfg.Page, h.cfg.Buffer))
+		if err != nil {
+			h.log.Warn("hub: read a user's events", slog.String("user", s.UserID), slog.Any("err", err))
+			select {
+			case <-s.done:
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		h.mu.Lock()
+		if s.ended {
+			h.mu.Unlock()
+			return
+		}
+		for i := range evs {
+			if !h.offerLocked(s, newEvent(&evs[i])) {
+				s.catching = false
+				h.mu.Unlock()
+				return
+			}
+		}
+		if len(evs) < min(h.cfg.Page, h.cfg.Buffer) {
+			s.cursor = upTo // nothing else of the user's up to there
+		}
+		h.mu.Unlock()
+	}
+}
+
+// goLiveLocked marks s as caught up: the tail hands it what comes next.
+func (h *Hub) goLiveLocked(s *Subscription) {
+	s.live, s.catching = true, false
+	s.behindSince = time.Time{}
+	if s.cursor.Less(h.tail) {
+		s.cursor = h.tail
+	}
+	h.caughtUpLocked(s)
+}
+
+// caughtUpLocked closes s's CaughtUp once the tail has reached its until,
+// or has s wait for it.
+func (h *Hub) caughtUpLocked(s *Subscription) {
+	select {
+	case <-s.caught:
+		return
+	default:
+	}
+	if h.tail.Less(s.until) {
+		h.waiting[s] = struct{}{}
+		return
+	}
+	delete(h.waiting, s)
+	close(s.caught)
+}
+
+// Committed takes the events a transaction on this node just committed:
+// they are handed to subscribers when the tail reaches their positions,
+// which it does without reading their data back.
+func (h *Hub) Committed(evs []repository.LogEvent) {
+	h.mu.Lock()
+	for i := range evs {
+		ev := newEvent(&evs[i])
+		if h.tail.Less(ev.Pos) {
+			h.own[evs[i].ID] = ev
+			if h.want.Less(ev.Pos) {
+				h.want = ev.Pos
+			}
+		}
+	}
+	h.mu.Unlock()
+	h.poke()
+}
+
+// Ring tells the hub that events up to p are committed (a doorbell from
+// another node; the zero position when unknown).
+func (h *Hub) Ring(p repository.Position) {
+	h.mu.Lock()
+	if h.want.Less(p) {
+		h.want = p
+	}
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *Hub) poke() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run tails the log until ctx ends.
+func (h *Hub) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	defer h.retry.Stop()
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.wake:
+			backoff = h.dispatch(ctx, backoff)
+		case <-tick.C:
+			h.dropSlow()
+		}
+	}
+}
+
+// dispatch reads the log after the tail and hands out what it read. When an
+// event known to be committed is not readable yet (a transaction before it
+// is still in progress), it tries again after backoff, which grows while
+// the wait lasts.
+func (h *Hub) dispatch(ctx context.Context, backoff time.Duration) time.Duration {
+	h.mu.Lock()
+	after := h.tail
+	known := make([]int64, 0, len(h.own))
+	for id := range h.own {
+		known = append(known, id)
+	}
+	h.mu.Unlock()
+
+	rows, err := h.store.ReadLog(ctx, after, h.cfg.Page, known)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.log.Warn("hub: read the log", slog.Any("err", err))
+			h.retry.Reset(time.Second)
+		}
+		return backoff
+	}
+	h.mu.Lock()
+	for i := range rows {
+		r := &rows[i]
+		ev := h.own[r.ID]
+		if ev != nil {
+			delete(h.own, r.ID)
+		} else {
+			ev = newEvent(r)
+		}
+		h.handLocked(ev)
+	}
+	for s := range h.waiting {
+		h.caughtUpLocked(s)
+	}
+	behind := h.tail.Less(h.want)
+	h.mu.Unlock()
+	switch {
+	case len(rows) == h.cfg.Page:
+		h.poke() // a full page: there may be more
+		return 0
+	case behind:
+		backoff = min(max(2*backoff, 2*time.Millisecond), time.Second)
+		h.retry.Reset(backoff)
+		return backoff
+	}
+	return 0
+}
+
+// handLocked moves the tail to ev and hands it to every live subscriber of
+// every local user who was a member of its conversation at its position.
+func (h *Hub) handLocked(ev *Event) {
+	h.applyMembershipLocked(ev, nil)
+	h.tail = ev.Pos
+	h.ring = append(h.ring, ev)
+	if len(h.ring) >= 2*h.cfg.Ring {
+		drop := len(h.ring) - h.cfg.Ring
+		h.ringFloor = h.ring[drop-1].Pos
+		n := copy(h.ring, h.ring[drop:])
+		clear(h.ring[n:])
+		h.ring = h.ring[:n]
+	}
+	for u := range h.convs[ev.conv] {
+		if !u.member(ev) {
+			continue
+		}
+		for s := range u.subs {
+			if s.live && s.cursor.Less(ev.Pos) {
+				h.offerLocked(s, ev)
+			}
+		}
+	}
+	// A member.left was handed to its subject too: now the index lets go.
+	if ev.Type == repository.EventMemberLeft {
+		for u := range h.convs[ev.conv] {
+			h.indexLocked(u, ev.conv)
+		}
+	}
+}
+
+// offerLocked queues ev, the durable event s needs next, without blocking.
+// A full buffer takes s off the live tail: it catches up once it drains.
+func (h *Hub) offerLocked(s *Subscription, ev *Event) bool {
+	if s.push(ev, h.cfg.Buffer) {
+		s.cursor = ev.Pos
+		return true
+	}
+	s.live = false
+	s.behind.Store(true)
+	if s.behindSince.IsZero() {
+		s.behindSince = time.Now()
+	}
+	return false
+}
+
+// resume restarts s's catching up after its consumer drained its queue.
+func (h *Hub) resume(s *Subscription) {
+	h.mu.Lock()
+	if s.live || s.catching || s.ended {
+		h.mu.Unlock()
+		return
+	}
+	s.catching = true
+	s.behind.Store(false)
+	h.mu.Unlock()
+	go h.catchUp(s)
+}
+
+// Sweep has the hub read the log, whether or not a doorbell rang: after a
+// listener (re)connect, when doorbells may have been lost, and on the
+// safety poll.
+func (h *Hub) Sweep() { h.poke() }
 
 func (h *Hub) remove(s *Subscription, why error) {
 	h.mu.Lock()
@@ -225,99 +571,21 @@ func (h *Hub) removeLocked(s *Subscription, why error) {
 	if s.ended {
 		return
 	}
-	s.ended = true
-	s.err = why
+	s.ended, s.err = true, why
 	close(s.done)
-	if subs := h.users[s.UserID]; subs != nil {
-		delete(subs, s)
-		if len(subs) == 0 {
-			delete(h.users, s.UserID)
-			delete(h.pending, s.UserID)
-		}
-	}
-}
-
-// Ring marks users as having new events up to the pointers' seqs. Users
-// without local subscribers are ignored.
-//
-// A pointer that carries its event (this node wrote it) goes straight to
-// every subscriber whose cursor it continues: no read, the common case of
-// live streams. Any other subscriber is marked for the dispatcher, which
-// reads what it misses; a subscriber takes only the seq it needs next, so
-// the two paths can race without gap or repeat.
-func (h *Hub) Ring(ptrs []repository.Pointer) {
-	if len(ptrs) == 0 {
-		return
-	}
-	read := false
-	h.mu.Lock()
-	for _, p := range ptrs {
-		subs, ok := h.users[p.UserID]
-		if !ok {
-			continue
-		}
-		ev := &Event{Seq: p.Seq, Type: p.Type, Data: json.RawMessage(p.Data), At: p.CreatedAt}
-		for s := range subs {
-			if p.Data != nil && s.next == p.Seq && !s.behind.Load() && h.offerLocked(s, ev) {
-				continue
-			}
-			if s.next <= p.Seq || s.behind.Load() {
-				h.markLocked(p.UserID, p.Seq)
-				read = true
+	delete(h.waiting, s)
+	u := s.u
+	delete(u.subs, s)
+	if len(u.subs) == 0 && h.users[u.id] == u {
+		delete(h.users, u.id)
+		for conv := range u.spans {
+			if users := h.convs[conv]; users != nil {
+				delete(users, u)
+				if len(users) == 0 {
+					delete(h.convs, conv)
+				}
 			}
 		}
-	}
-	h.mu.Unlock()
-	if read {
-		h.poke()
-	}
-}
-
-// Sweep re-checks every local subscriber against the stream heads in the
-// database: after a listener (re)connect, when doorbells may have been
-// lost, and on the safety poll. Only users whose head moved past a
-// subscriber's cursor are read.
-func (h *Hub) Sweep(ctx context.Context) {
-	users := h.Users()
-	if len(users) == 0 {
-		return
-	}
-	heads, err := h.store.StreamHeads(ctx, users)
-	if err != nil {
-		if ctx.Err() == nil {
-			h.log.Warn("hub: sweep", slog.Any("err", err))
-		}
-		return
-	}
-	ptrs := make([]repository.Pointer, 0, len(heads))
-	for u, seq := range heads {
-		ptrs = append(ptrs, repository.Pointer{UserID: u, Seq: seq})
-	}
-	h.Ring(ptrs)
-}
-
-func (h *Hub) ring(userID string, seq int64) {
-	h.mu.Lock()
-	if _, ok := h.users[userID]; ok {
-		h.markLocked(userID, seq)
-	}
-	h.mu.Unlock()
-	h.poke()
-}
-
-// markLocked records that userID has events up to seq (0: unknown, check
-// every subscriber). The highest seq wins: a subscriber needs a read when
-// its cursor is below any of the events rung.
-func (h *Hub) markLocked(userID string, seq int64) {
-	if old, ok := h.pending[userID]; !ok || seq == 0 || (old != 0 && seq > old) {
-		h.pending[userID] = seq
-	}
-}
-
-func (h *Hub) poke() {
-	select {
-	case h.wake <- struct{}{}:
-	default:
 	}
 }
 
@@ -338,147 +606,13 @@ func (h *Hub) Publish(users []string, event Event) {
 	ev := &event
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, u := range users {
-		for s := range h.users[u] {
-			s.push(ev, h.bufSize)
-		}
-	}
-}
-
-// run dispatches until ctx ends.
-func (h *Hub) run(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-h.wake:
-			h.dispatch(ctx)
-		case <-tick.C:
-			h.dropSlow()
-		}
-	}
-}
-
-type cursorKey struct {
-	user  string
-	after int64
-}
-
-func (h *Hub) dispatch(ctx context.Context) {
-	h.mu.Lock()
-	if len(h.pending) == 0 {
-		h.mu.Unlock()
-		return
-	}
-	pending := h.pending
-	h.pending = map[string]int64{}
-	keys := map[cursorKey]struct{}{}
-	for u, seq := range pending {
-		for s := range h.users[u] {
-			// A subscriber already past the rung seq, and not behind, has
-			// nothing new from this doorbell.
-			if seq == 0 || s.next <= seq || s.behind.Load() {
-				keys[cursorKey{u, s.next - 1}] = struct{}{}
+	for _, id := range users {
+		if u := h.users[id]; u != nil {
+			for s := range u.subs {
+				s.push(ev, h.cfg.Buffer)
 			}
 		}
 	}
-	h.mu.Unlock()
-	if len(keys) == 0 {
-		return
-	}
-
-	cursors := make([]repository.Cursor, 0, len(keys))
-	for k := range keys {
-		cursors = append(cursors, repository.Cursor{UserID: k.user, After: k.after})
-	}
-	rows, err := h.store.EventsAfterCursors(ctx, cursors, h.pageSize)
-	if err != nil {
-		if ctx.Err() == nil {
-			h.log.Warn("hub: read events", slog.Any("err", err))
-			// Try again shortly; the doorbells are not lost.
-			h.mu.Lock()
-			for u, seq := range pending {
-				if _, ok := h.users[u]; ok {
-					h.markLocked(u, seq)
-				}
-			}
-			h.mu.Unlock()
-			time.AfterFunc(time.Second, h.poke)
-		}
-		return
-	}
-	byUser := map[string][]*Event{}
-	for _, r := range rows {
-		byUser[r.UserID] = append(byUser[r.UserID], &Event{Seq: r.Seq, Type: r.Type, Data: r.RawData(), At: r.CreatedAt})
-	}
-	more := false
-	h.mu.Lock()
-	for u, evs := range byUser {
-		for s := range h.users[u] {
-			if _, own := keys[cursorKey{u, s.next - 1}]; own && evs[len(evs)-1].Seq >= s.next && !hasSeq(evs, s.next) {
-				// The rows right after s's cursor were read and are gone:
-				// retention pruned them. s must reset, not wait.
-				h.removeLocked(s, ErrPruned)
-				continue
-			}
-			if h.deliverLocked(s, evs) {
-				h.markLocked(u, 0)
-				more = true
-			}
-		}
-	}
-	h.mu.Unlock()
-	if more {
-		h.poke()
-	}
-}
-
-// deliverLocked hands s the run of evs (sorted, possibly from several
-// cursors) that starts at s.next. It reports whether s needs another read:
-// the run went past what evs hold.
-func (h *Hub) deliverLocked(s *Subscription, evs []*Event) (again bool) {
-	delivered := false
-	for _, ev := range evs {
-		if ev.Seq < s.next {
-			continue
-		}
-		if ev.Seq > s.next {
-			// This window started past s's cursor; s needs its own read.
-			return true
-		}
-		if !h.offerLocked(s, ev) {
-			return false // re-read when the consumer drains (Received)
-		}
-		delivered = true
-	}
-	if delivered && s.behind.Load() && s.queued() < h.bufSize {
-		s.behind.Store(false)
-		s.behindSince = time.Time{}
-	}
-	// A full page may have more after it.
-	return len(evs) > 0 && evs[len(evs)-1].Seq == s.next-1 && len(evs) >= h.pageSize
-}
-
-// hasSeq reports whether evs (sorted by seq) holds seq.
-func hasSeq(evs []*Event, seq int64) bool {
-	_, found := slices.BinarySearchFunc(evs, seq, func(e *Event, seq int64) int { return cmp.Compare(e.Seq, seq) })
-	return found
-}
-
-// offerLocked queues ev, the event s needs next, without blocking. A full
-// buffer marks s behind instead.
-func (h *Hub) offerLocked(s *Subscription, ev *Event) bool {
-	if s.push(ev, h.bufSize) {
-		s.next++
-		return true
-	}
-	if !s.behind.Load() {
-		s.behind.Store(true)
-		s.behindSince = time.Now()
-	}
-	return false
 }
 
 // dropSlow disconnects subscribers that stayed behind too long.
@@ -486,9 +620,9 @@ func (h *Hub) dropSlow() {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, subs := range h.users {
-		for s := range subs {
-			if s.behind.Load() && !s.behindSince.IsZero() && now.Sub(s.behindSince) > h.slowAfter {
+	for _, u := range h.users {
+		for s := range u.subs {
+			if !s.live && !s.behindSince.IsZero() && now.Sub(s.behindSince) > h.cfg.SlowAfter {
 				h.removeLocked(s, ErrSlowConsumer)
 				h.metrics.SlowDisconnects.Inc()
 			}
@@ -501,8 +635,8 @@ func (h *Hub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for _, subs := range h.users {
-		for s := range subs {
+	for _, u := range h.users {
+		for s := range u.subs {
 			h.removeLocked(s, ErrShutdown)
 		}
 	}

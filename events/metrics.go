@@ -14,6 +14,7 @@ type Metrics struct {
 	ListenerUp       prometheus.Gauge
 	ListenerRestarts prometheus.Counter
 	SlowDisconnects  prometheus.Counter
+	Evicted          prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg (nil: not registered).
@@ -35,9 +36,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ListenerUp:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "confab_listener_up", Help: "1 while the LISTEN connection is up."}),
 		ListenerRestarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "confab_listener_reconnects_total", Help: "LISTEN connection (re)connects."}),
 		SlowDisconnects:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confab_slow_consumer_disconnects_total", Help: "Subscribers disconnected for not keeping up."}),
+		Evicted:          prometheus.NewCounter(prometheus.CounterOpts{Name: "confab_streams_evicted_total", Help: "Streams and polls ended because their user opened more than the per-user limit."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Open, m.Delivered, m.Lag, m.NotifySent, m.NotifyReceived, m.ListenerUp, m.ListenerRestarts, m.SlowDisconnects)
+		reg.MustRegister(m.Open, m.Delivered, m.Lag, m.NotifySent, m.NotifyReceived, m.ListenerUp, m.ListenerRestarts, m.SlowDisconnects, m.Evicted)
 	}
 	return m
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,8 +19,9 @@ import (
 // maxPayload keeps every NOTIFY under Postgres' 8000-byte limit.
 const maxPayload = 7900
 
-// Notification payloads: "d|<node>|<user>:<seq>,..." rings doorbells;
-// "e|<node>|<json>" carries an ephemeral event.
+// Notification payloads: "d|<node>|<position>" rings the doorbell (the
+// log has events up to that position); "e|<node>|<json>" carries an
+// ephemeral event.
 const (
 	kindDoorbell  = 'd'
 	kindEphemeral = 'e'
@@ -39,8 +39,10 @@ type notifier struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	mu   sync.Mutex
-	ptrs []repository.Pointer
+	mu sync.Mutex
+	// top is the last position committed here since the last NOTIFY (zero:
+	// none); one doorbell tells every node to read up to it.
+	top  repository.Position
 	eph  []string // encoded ephemeral payloads
 	wake chan struct{}
 }
@@ -49,9 +51,11 @@ func newNotifier(store *repository.Store, channel, node string, log *slog.Logger
 	return &notifier{store: store, channel: channel, node: node, log: log, metrics: m, wake: make(chan struct{}, 1)}
 }
 
-func (n *notifier) doorbells(ptrs []repository.Pointer) {
+func (n *notifier) doorbell(p repository.Position) {
 	n.mu.Lock()
-	n.ptrs = append(n.ptrs, ptrs...)
+	if n.top.Less(p) {
+		n.top = p
+	}
 	n.mu.Unlock()
 	n.poke()
 }
@@ -87,10 +91,13 @@ func (n *notifier) run(ctx context.Context) {
 
 func (n *notifier) flush(ctx context.Context) {
 	n.mu.Lock()
-	ptrs, eph := n.ptrs, n.eph
-	n.ptrs, n.eph = nil, nil
+	top, eph := n.top, n.eph
+	n.top, n.eph = repository.Position{}, nil
 	n.mu.Unlock()
-	payloads := append(encodeDoorbells(n.node, ptrs), eph...)
+	payloads := eph
+	if top != (repository.Position{}) {
+		payloads = append(payloads, encodeDoorbell(n.node, top))
+	}
 	if len(payloads) == 0 {
 		return
 	}
@@ -102,53 +109,9 @@ func (n *notifier) flush(ctx context.Context) {
 	n.metrics.NotifySent.Add(float64(len(payloads)))
 }
 
-// encodeDoorbells packs pointers into as few payloads as fit, keeping only
-// the highest seq per user.
-func encodeDoorbells(node string, ptrs []repository.Pointer) []string {
-	if len(ptrs) == 0 {
-		return nil
-	}
-	top := map[string]int64{}
-	order := []string{}
-	for _, p := range ptrs {
-		if old, ok := top[p.UserID]; !ok {
-			order = append(order, p.UserID)
-			top[p.UserID] = p.Seq
-		} else if p.Seq > old {
-			top[p.UserID] = p.Seq
-		}
-	}
-	var out []string
-	prefix := string(kindDoorbell) + "|" + node + "|"
-	var b strings.Builder
-	for _, u := range order {
-		item := u + ":" + strconv.FormatInt(top[u], 10)
-		if b.Len() > 0 && b.Len()+1+len(item) > maxPayload {
-			out = append(out, b.String())
-			b.Reset()
-		}
-		if b.Len() == 0 {
-			b.WriteString(prefix)
-		} else {
-			b.WriteByte(',')
-		}
-		b.WriteString(item)
-	}
-	return append(out, b.String())
-}
-
-// decodeDoorbells parses the pointers of a doorbell payload body.
-func decodeDoorbells(body string) []repository.Pointer {
-	var out []repository.Pointer
-	for item := range strings.SplitSeq(body, ",") {
-		u, s, ok := strings.Cut(item, ":")
-		seq, err := strconv.ParseInt(s, 10, 64)
-		if !ok || err != nil {
-			continue
-		}
-		out = append(out, repository.Pointer{UserID: u, Seq: seq})
-	}
-	return out
+// encodeDoorbell is the payload that rings every other node up to p.
+func encodeDoorbell(node string, p repository.Position) string {
+	return string(kindDoorbell) + "|" + node + "|" + p.String()
 }
 
 // listener holds the one LISTEN connection of this node, outside the pool.
@@ -164,7 +127,7 @@ type listener struct {
 	// onConnect runs after LISTEN succeeded; onDoorbell and onEphemeral
 	// get other nodes' notifications.
 	onConnect   func()
-	onDoorbell  func([]repository.Pointer)
+	onDoorbell  func(repository.Position)
 	onEphemeral func(json.RawMessage)
 
 	up      atomic.Bool
@@ -259,7 +222,8 @@ func (l *listener) handle(payload string) {
 	l.metrics.NotifyReceived.Inc()
 	switch kind[0] {
 	case kindDoorbell:
-		l.onDoorbell(decodeDoorbells(body))
+		p, _ := repository.ParsePosition(body) // unreadable: zero, read anyway
+		l.onDoorbell(p)
 	case kindEphemeral:
 		l.onEphemeral(json.RawMessage(body))
 	}

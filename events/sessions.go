@@ -27,16 +27,21 @@ type sessions struct {
 	local map[string]int                 // user -> open sessions here
 	rows  map[string]*repository.Session // session id -> its row, to restore after an outage
 	polls map[string]*pollSession        // session id -> long-poll session
+	// byClient finds the poll session of a client that does not send its
+	// session_id back (a shell loop): one session per user, address and
+	// user agent, not one per poll.
+	byClient map[string]string
 }
 
 type pollSession struct {
 	userID  string
+	client  string
 	waiting int
 	last    time.Time
 }
 
 func newSessions(b *Broker) *sessions {
-	return &sessions{b: b, local: map[string]int{}, rows: map[string]*repository.Session{}, polls: map[string]*pollSession{}}
+	return &sessions{b: b, local: map[string]int{}, rows: map[string]*repository.Session{}, polls: map[string]*pollSession{}, byClient: map[string]string{}}
 }
 
 // open records a new session and, for the user's first session on this
@@ -91,11 +96,17 @@ func (s *sessions) close(id, userID string) {
 }
 
 // poll returns the long-poll session id to use, reusing the given one when
-// it belongs to the user, and marks it waiting until done is called.
-func (s *sessions) poll(ctx context.Context, userID, id, ua string) (string, func(), error) {
+// it belongs to the user, else the session of the same client (user,
+// address and user agent), and marks it waiting until done is called.
+func (s *sessions) poll(ctx context.Context, userID, id, addr, ua string) (string, func(), error) {
+	client := userID + "\x00" + addr + "\x00" + ua
 	s.mu.Lock()
 	ps, ok := s.polls[id]
-	if ok && ps.userID == userID {
+	if !ok || ps.userID != userID {
+		id = s.byClient[client]
+		ps, ok = s.polls[id]
+	}
+	if ok {
 		ps.waiting++
 		s.mu.Unlock()
 	} else {
@@ -104,9 +115,10 @@ func (s *sessions) poll(ctx context.Context, userID, id, ua string) (string, fun
 		if id, err = s.open(ctx, userID, TransportLongPoll, ua); err != nil {
 			return "", nil, err
 		}
-		ps = &pollSession{userID: userID, waiting: 1}
+		ps = &pollSession{userID: userID, client: client, waiting: 1}
 		s.mu.Lock()
 		s.polls[id] = ps
+		s.byClient[client] = id
 		s.mu.Unlock()
 	}
 	return id, func() {
@@ -129,8 +141,12 @@ func (s *sessions) expirePolls(idle time.Duration) {
 	}
 	users := make([]string, len(gone))
 	for i, id := range gone {
-		users[i] = s.polls[id].userID
+		ps := s.polls[id]
+		users[i] = ps.userID
 		delete(s.polls, id)
+		if s.byClient[ps.client] == id {
+			delete(s.byClient, ps.client)
+		}
 	}
 	s.mu.Unlock()
 	for i, id := range gone {

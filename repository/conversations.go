@@ -15,13 +15,14 @@ const (
 
 // CreateDirect returns the direct conversation between me and other,
 // creating it (and announcing it to both) if it does not exist yet.
-func (s *Store) CreateDirect(ctx context.Context, me, other string) (conv *Conversation, created bool, ptrs []Pointer, err error) {
+func (s *Store) CreateDirect(ctx context.Context, me, other string) (conv *Conversation, created bool, err error) {
 	if me == other {
-		return nil, false, nil, &InvalidError{"member_ids", "a direct conversation needs one other user"}
+		return nil, false, &InvalidError{"member_ids", "a direct conversation needs one other user"}
 	}
 	pair := []string{me, other}
 	slices.Sort(pair)
 	key := pair[0] + "|" + pair[1]
+	var ev LogEvent
 	err = s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if err := usersExist(ctx, tx, []string{other}); err != nil {
 			return err
@@ -41,22 +42,25 @@ func (s *Store) CreateDirect(ctx context.Context, me, other string) (conv *Conve
 			return err
 		}
 		created = true
-		conv, ptrs, err = s.startConversation(ctx, tx, me, c, pair)
+		conv, ev, err = s.startConversation(ctx, tx, me, c, pair)
 		return err
 	})
-	return conv, created, ptrs, err
+	if err == nil && created {
+		s.committed(ev)
+	}
+	return conv, created, err
 }
 
 // CreateGroup creates a group of me and others.
-func (s *Store) CreateGroup(ctx context.Context, me string, others []string, title *string, maxMembers int) (*Conversation, []Pointer, error) {
+func (s *Store) CreateGroup(ctx context.Context, me string, others []string, title *string, maxMembers int) (*Conversation, error) {
 	members := append([]string{me}, others...)
 	slices.Sort(members)
 	members = slices.Compact(members)
 	if len(members) > maxMembers {
-		return nil, nil, ErrGroupFull
+		return nil, ErrGroupFull
 	}
 	var conv *Conversation
-	var ptrs []Pointer
+	var ev LogEvent
 	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if err := usersExist(ctx, tx, members); err != nil {
 			return err
@@ -67,29 +71,37 @@ func (s *Store) CreateGroup(ctx context.Context, me string, others []string, tit
 			return err
 		}
 		var err error
-		conv, ptrs, err = s.startConversation(ctx, tx, me, c, members)
+		conv, ev, err = s.startConversation(ctx, tx, me, c, members)
 		return err
 	})
-	return conv, ptrs, err
+	if err != nil {
+		return nil, err
+	}
+	s.committed(ev)
+	return conv, nil
 }
 
 // startConversation adds the members of a just-inserted conversation (its
-// MemberCount already counts them) and appends conversation.created to
-// each of their streams.
-func (s *Store) startConversation(ctx context.Context, tx bun.Tx, me string, c *Conversation, members []string) (*Conversation, []Pointer, error) {
+// MemberCount already counts them), appends conversation.created to the
+// log, and opens every member's span there. Nobody else can write to a
+// conversation before it commits: it needs no lock.
+func (s *Store) startConversation(ctx context.Context, tx bun.Tx, me string, c *Conversation, members []string) (*Conversation, LogEvent, error) {
 	rows := make([]Member, len(members))
 	for i, u := range members {
 		rows[i] = Member{ConversationID: c.ID, UserID: u, JoinedAt: c.CreatedAt}
 	}
 	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return nil, nil, err
+		return nil, LogEvent{}, err
 	}
 	conv, err := loadConversation(ctx, tx, me, c.ID)
 	if err != nil {
-		return nil, nil, err
+		return nil, LogEvent{}, err
 	}
-	ptrs, err := s.appendEvent(ctx, tx, members, EventConversationCreated, mustJSON(map[string]any{"conversation": conv}))
-	return conv, ptrs, err
+	ev, err := s.appendLog(ctx, tx, c.ID, EventConversationCreated, mustJSON(map[string]any{"conversation": conv}), c.CreatedAt)
+	if err != nil {
+		return nil, ev, err
+	}
+	return conv, ev, openSpans(ctx, tx, c.ID, members, ev.Position())
 }
 
 // usersExist returns ErrNotFound unless every id names a user.
@@ -180,17 +192,39 @@ func loadConversations(ctx context.Context, db bun.IDB, me, id string) ([]Conver
 	return convs, nil
 }
 
-// lockMembership locks the conversation row (the first lock every writer of
-// a conversation takes, so writers queue here and never deadlock) and
-// returns it with the member ids, or ErrNotFound when me is not a member.
-func (s *Store) lockMembership(ctx context.Context, tx bun.Tx, me, convID string) (*Conversation, []string, error) {
+// conversationLockClass is the first key of the advisory locks that
+// order the writers of each conversation (the second is a hash of its id).
+const conversationLockClass = 0x636f6e66 // "conf"
+
+// lockConversation makes tx the only writer of convID until it ends, and
+// returns the conversation row as it is now. On Postgres it takes the
+// conversation's advisory lock before anything gives tx a transaction id,
+// then the row lock: transactions that write one conversation get their
+// ids, and so their log positions, in the order they hold the lock, which
+// keeps a conversation's events in the order of its seq. (A row lock alone
+// would not: Postgres assigns the id before waiting for the row.) On
+// SQLite the immediate transaction already holds the only write lock.
+func (s *Store) lockConversation(ctx context.Context, tx bun.Tx, convID string) (*Conversation, error) {
 	c := new(Conversation)
 	q := tx.NewSelect().Model(c).Where("id = ?", convID)
 	if s.IsPostgres() {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?, hashtext(?))", conversationLockClass, convID); err != nil {
+			return nil, err
+		}
 		q = q.For("UPDATE")
 	}
 	if err := q.Scan(ctx); err != nil {
-		return nil, nil, notFound(err)
+		return nil, notFound(err)
+	}
+	return c, nil
+}
+
+// lockMembership locks the conversation (lockConversation) and returns it
+// with the member ids, or ErrNotFound when me is not a member.
+func (s *Store) lockMembership(ctx context.Context, tx bun.Tx, me, convID string) (*Conversation, []string, error) {
+	c, err := s.lockConversation(ctx, tx, convID)
+	if err != nil {
+		return nil, nil, err
 	}
 	var members []string
 	if err := tx.NewSelect().Model((*Member)(nil)).Column("user_id").
@@ -204,10 +238,11 @@ func (s *Store) lockMembership(ctx context.Context, tx bun.Tx, me, convID string
 }
 
 // AddMember adds userID to a group me belongs to and announces it to every
-// member, the newcomer included. Adding a member twice is not an error.
-func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMembers int) (*Conversation, []Pointer, error) {
+// member, the newcomer included, whose span starts at that event. Adding a
+// member twice is not an error.
+func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMembers int) (*Conversation, error) {
 	var conv *Conversation
-	var ptrs []Pointer
+	var ev *LogEvent
 	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		c, members, err := s.lockMembership(ctx, tx, me, convID)
 		if err != nil {
@@ -236,20 +271,29 @@ func (s *Store) AddMember(ctx context.Context, me, convID, userID string, maxMem
 				return err
 			}
 			data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID})
-			if ptrs, err = s.appendEvent(ctx, tx, append(members, userID), EventMemberJoined, data); err != nil {
+			e, err := s.appendLog(ctx, tx, convID, EventMemberJoined, data, now)
+			if err != nil {
+				return err
+			}
+			ev = &e
+			if err := openSpans(ctx, tx, convID, []string{userID}, e.Position()); err != nil {
 				return err
 			}
 		}
 		conv, err = loadConversation(ctx, tx, me, convID)
 		return err
 	})
-	return conv, ptrs, err
+	if err == nil && ev != nil {
+		s.committed(*ev)
+	}
+	return conv, err
 }
 
 // RemoveMember removes userID (me, to leave) from a group me belongs to and
-// announces it to every member, the one who left included.
-func (s *Store) RemoveMember(ctx context.Context, me, convID, userID string) ([]Pointer, error) {
-	var ptrs []Pointer
+// announces it to every member, the one who left included: their span ends
+// with that event.
+func (s *Store) RemoveMember(ctx context.Context, me, convID, userID string) error {
+	var ev LogEvent
 	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		c, members, err := s.lockMembership(ctx, tx, me, convID)
 		if err != nil {
@@ -265,17 +309,23 @@ func (s *Store) RemoveMember(ctx context.Context, me, convID, userID string) ([]
 			Where("conversation_id = ? AND user_id = ?", convID, userID).Exec(ctx); err != nil {
 			return err
 		}
-		if err := touch(ctx, tx, convID, s.now()); err != nil {
+		now := s.now()
+		if err := touch(ctx, tx, convID, now); err != nil {
 			return err
 		}
 		if err := countMembers(ctx, tx, convID, len(members)-1); err != nil {
 			return err
 		}
 		data := mustJSON(map[string]string{"conversation_id": convID, "user_id": userID})
-		ptrs, err = s.appendEvent(ctx, tx, members, EventMemberLeft, data)
-		return err
+		if ev, err = s.appendLog(ctx, tx, convID, EventMemberLeft, data, now); err != nil {
+			return err
+		}
+		return closeSpan(ctx, tx, convID, userID, ev.Position())
 	})
-	return ptrs, err
+	if err == nil {
+		s.committed(ev)
+	}
+	return err
 }
 
 func touch(ctx context.Context, tx bun.Tx, convID string, now any) error {

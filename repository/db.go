@@ -31,6 +31,8 @@ type Store struct {
 	prepare bool
 	// presenceMaxMembers: see Options.PresenceMaxMembers.
 	presenceMaxMembers int
+	// onCommit: see OnCommit.
+	onCommit func([]LogEvent)
 }
 
 // Options configures Open.

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The wire shapes of API.md live beside the models because durable events
+// The wire shapes of openapi.yaml live beside the models because durable events
 // store them: an event row holds exactly the JSON its clients will receive.
 
 type messageJSON struct {
@@ -18,7 +18,7 @@ type messageJSON struct {
 	CreatedAt      time.Time `json:"created_at"`
 }
 
-// MarshalJSON renders a message as API.md describes it.
+// MarshalJSON renders a message as openapi.yaml describes it.
 func (m Message) MarshalJSON() ([]byte, error) {
 	return json.Marshal(messageJSON{
 		ID: m.ID, ConversationID: m.ConversationID, SenderID: m.SenderID, Seq: m.Seq,
@@ -44,7 +44,7 @@ type conversationJSON struct {
 }
 
 // MarshalJSON renders a conversation, as seen by the member it was loaded
-// for, as API.md describes it.
+// for, as openapi.yaml describes it.
 func (c Conversation) MarshalJSON() ([]byte, error) {
 	members := make([]memberJSON, len(c.Members))
 	for i, m := range c.Members {

@@ -1,111 +1,126 @@
 package repository
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"strconv"
 
 	"github.com/uptrace/bun"
 )
 
-// errRetryAsDuplicate aborts a send that lost a race on client_msg_id.
-var errRetryAsDuplicate = errors.New("duplicate client_msg_id")
-
-// SendMessage stores a message from me in convID and appends
-// message.created to every member's stream, in one transaction.
+// SendMessage stores a message from me in convID and appends its
+// message.created to the log, in one transaction whose cost does not
+// depend on the conversation's size.
 //
 // With a clientMsgID the send is idempotent per sender: a retry returns the
 // stored message with created=false and appends nothing. The same id with a
 // different conversation or body is ErrClientMsgConflict.
-func (s *Store) SendMessage(ctx context.Context, me, convID, body string, clientMsgID *string) (msg *Message, created bool, ptrs []Pointer, err error) {
-	err = s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+func (s *Store) SendMessage(ctx context.Context, me, convID, body string, clientMsgID *string) (msg *Message, created bool, err error) {
+	m := &Message{
+		ID: newID(), ConversationID: convID, SenderID: me,
+		Body: body, ClientMsgID: clientMsgID, CreatedAt: s.now(),
+	}
+	var ev LogEvent
+	if s.IsPostgres() {
+		ev, err = s.sendPG(ctx, m)
+	} else {
+		ev, err = s.sendSQLite(ctx, m)
+	}
+	switch {
+	case err == nil:
+		s.committed(ev)
+		return m, true, nil
+	case clientMsgID != nil && isUniqueViolation(err):
 		// A retry is not looked for first: the unique index on (sender,
-		// client_msg_id) refuses its insert, and the retry is answered
-		// after the rollback. A first send, by far the common case, saves
-		// two round trips.
-		m := &Message{
-			ID: newID(), ConversationID: convID, SenderID: me,
-			Body: body, ClientMsgID: clientMsgID, CreatedAt: s.now(),
+		// client_msg_id) refuses its insert. It is answered (with the
+		// stored message, or a conflict) to a member only: anyone else gets
+		// 404, as everywhere.
+		if err := isMember(ctx, s.db, me, convID); err != nil {
+			return nil, false, err
 		}
-		member, err := s.storeMessage(ctx, tx, m)
+		msg, err := messageByClientID(ctx, s.db, me, *clientMsgID)
 		if err != nil {
-			if clientMsgID != nil && isUniqueViolation(err) {
-				// A retry, or the same id sent to another conversation.
-				return errRetryAsDuplicate
-			}
-			return err
+			return nil, false, err
 		}
-		if !member {
-			return ErrNotFound // rolls the writes back
+		if msg.ConversationID != convID || msg.Body != body {
+			return nil, false, ErrClientMsgConflict
 		}
-		ptrs, err = s.appendToMembers(ctx, tx, convID, EventMessageCreated, mustJSON(map[string]any{"message": m}))
-		if err != nil {
-			return err
-		}
-		msg, created = m, true
-		return nil
-	})
-	if errors.Is(err, errRetryAsDuplicate) {
-		// A retry is answered (with the stored message, or a conflict)
-		// to a member only: anyone else gets 404, as everywhere.
-		created, ptrs = false, nil
-		if err = isMember(ctx, s.db, me, convID); err == nil {
-			msg, err = messageByClientID(ctx, s.db, me, *clientMsgID)
-		}
+		return msg, false, nil
+	default:
+		return nil, false, err
 	}
-	if err == nil && !created && (msg.ConversationID != convID || msg.Body != body) {
-		return nil, false, nil, ErrClientMsgConflict
-	}
-	return msg, created, ptrs, err
 }
 
-// storeMessage locks m's conversation, gives m the conversation's next
-// seq, inserts it, makes it the conversation's last message, and moves the
-// sender's read marker to it (your own message is read by you). It reports
-// whether the sender is a member: only then has a marker moved, and the
-// caller rolls back otherwise; a conversation that does not exist is
-// ErrNotFound.
+// sendPG stores a message in one statement, outside any explicit
+// transaction: one round trip, and Postgres commits it as it returns.
 //
-// The conversation lock orders concurrent sends, and concurrent retries of
-// one message queue behind each other on it. Membership can only change
-// under this lock, so the member list the append reads next is the one the
-// lock protects. On Postgres the lock and the three writes are one
-// prepared statement, one round trip.
-func (s *Store) storeMessage(ctx context.Context, tx bun.Tx, m *Message) (member bool, err error) {
-	if s.IsPostgres() {
-		// c locks the row and reads the next seq; the writes use it
-		// through m. Data-modifying WITH parts see one snapshot, but the
-		// row lock makes that snapshot's last_seq the current one, and
-		// UPDATE follows a row changed since to its newest version.
-		err = tx.Tx.QueryRowContext(ctx, `WITH c AS (SELECT last_seq + 1 AS seq FROM conversations WHERE id = $2 FOR UPDATE),
-			m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
-				SELECT $1, $2, $3, c.seq, $4, $5, $6 FROM c RETURNING seq),
-			u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
-			r AS (UPDATE members SET read_seq = m.seq FROM m WHERE conversation_id = $2 AND user_id = $3 RETURNING 1)
-			SELECT m.seq, EXISTS (SELECT 1 FROM r) FROM m`,
-			s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Body, m.ClientMsgID, m.CreatedAt)...).Scan(&m.Seq, &member)
-		return member, notFound(err)
-	}
-	// SQLite: the immediate transaction already holds the only write lock.
-	var lastSeq int64
-	if err := tx.NewRaw("SELECT last_seq FROM conversations WHERE id = ?", m.ConversationID).Scan(ctx, &lastSeq); err != nil {
-		return false, notFound(err)
-	}
-	m.Seq = lastSeq + 1
-	if _, err := tx.NewInsert().Model(m).Exec(ctx); err != nil {
-		return false, err
-	}
-	if _, err := tx.NewUpdate().Model((*Conversation)(nil)).
-		Set("last_seq = ?, last_message_id = ?, last_activity_at = ?", m.Seq, m.ID, m.CreatedAt).
-		Where("id = ?", m.ConversationID).Exec(ctx); err != nil {
-		return false, err
-	}
-	res, err := tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
-		Where("conversation_id = ? AND user_id = ?", m.ConversationID, m.SenderID).Exec(ctx)
+// It takes the conversation's write lock (see lockConversation) before
+// anything gives it a transaction id, locks the conversation row for its
+// current last_seq, moves the sender's read marker to the new seq (no
+// marker moves for a non-member, and then nothing is written: the statement
+// returns no row), inserts the message, makes it the conversation's last,
+// and appends message.created with the seq spliced into its data.
+func (s *Store) sendPG(ctx context.Context, m *Message) (LogEvent, error) {
+	ev := LogEvent{ConversationID: m.ConversationID, Type: EventMessageCreated, CreatedAt: m.CreatedAt}
+	before, after := messageData(m)
+	err := s.db.DB.QueryRowContext(ctx, `WITH k AS MATERIALIZED (SELECT 1 AS k FROM pg_advisory_xact_lock($9, hashtext($2))),
+		c AS (SELECT conversations.last_seq + 1 AS seq FROM k, conversations WHERE conversations.id = $2 FOR UPDATE OF conversations),
+		r AS (UPDATE members SET read_seq = c.seq FROM c WHERE conversation_id = $2 AND user_id = $3 RETURNING c.seq),
+		m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
+			SELECT $1, $2, $3, r.seq, $4, $5, $6 FROM r RETURNING seq),
+		u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
+		l AS (INSERT INTO log (conversation_id, type, data, created_at)
+			SELECT $2, 'message.created', $7 || m.seq::text || $8, $6 FROM m RETURNING id, xid)
+		SELECT m.seq, l.id, l.xid FROM m, l`,
+		s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Body, m.ClientMsgID, m.CreatedAt, before, after, conversationLockClass)...).
+		Scan(&m.Seq, &ev.ID, &ev.XID)
 	if err != nil {
-		return false, err
+		return ev, notFound(err)
 	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	ev.Data = before + strconv.FormatInt(m.Seq, 10) + after
+	return ev, nil
+}
+
+// sendSQLite stores a message in a transaction; the immediate transaction
+// already holds the only write lock.
+func (s *Store) sendSQLite(ctx context.Context, m *Message) (ev LogEvent, err error) {
+	err = s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		var lastSeq int64
+		if err := tx.NewRaw("SELECT last_seq FROM conversations WHERE id = ?", m.ConversationID).Scan(ctx, &lastSeq); err != nil {
+			return notFound(err)
+		}
+		m.Seq = lastSeq + 1
+		res, err := tx.NewUpdate().Model((*Member)(nil)).Set("read_seq = ?", m.Seq).
+			Where("conversation_id = ? AND user_id = ?", m.ConversationID, m.SenderID).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrNotFound
+		}
+		if _, err := tx.NewInsert().Model(m).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.NewUpdate().Model((*Conversation)(nil)).
+			Set("last_seq = ?, last_message_id = ?, last_activity_at = ?", m.Seq, m.ID, m.CreatedAt).
+			Where("id = ?", m.ConversationID).Exec(ctx); err != nil {
+			return err
+		}
+		ev, err = s.appendLog(ctx, tx, m.ConversationID, EventMessageCreated, mustJSON(map[string]any{"message": m}), m.CreatedAt)
+		return err
+	})
+	return ev, err
+}
+
+// messageData renders the data of m's message.created around its seq, which
+// the database assigns: the JSON before the seq's digits and after them.
+// Every string in it is JSON-escaped, so `"seq":0,` occurs only as the
+// field itself.
+func messageData(m *Message) (before, after string) {
+	m.Seq = 0
+	b := mustJSON(map[string]any{"message": m})
+	i := bytes.Index(b, []byte(`"seq":0,`)) + len(`"seq":`)
+	return string(b[:i]), string(b[i+1:])
 }
 
 func messageByClientID(ctx context.Context, db bun.IDB, sender, clientMsgID string) (*Message, error) {
@@ -162,11 +177,10 @@ func isMember(ctx context.Context, db bun.IDB, me, convID string) error {
 // MarkRead moves me's read marker in convID up to messageID and announces
 // it to every member. A marker never moves backwards; marking an older
 // message appends nothing.
-func (s *Store) MarkRead(ctx context.Context, me, convID, messageID string) ([]Pointer, error) {
-	var ptrs []Pointer
+func (s *Store) MarkRead(ctx context.Context, me, convID, messageID string) error {
+	var ev *LogEvent
 	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		_, members, err := s.lockMembership(ctx, tx, me, convID)
-		if err != nil {
+		if _, _, err := s.lockMembership(ctx, tx, me, convID); err != nil {
 			return err
 		}
 		m, err := messageIn(ctx, tx, convID, messageID)
@@ -182,8 +196,12 @@ func (s *Store) MarkRead(ctx context.Context, me, convID, messageID string) ([]P
 			return nil
 		}
 		data := mustJSON(map[string]string{"conversation_id": convID, "user_id": me, "message_id": messageID})
-		ptrs, err = s.appendEvent(ctx, tx, members, EventRead, data)
+		e, err := s.appendLog(ctx, tx, convID, EventRead, data, s.now())
+		ev = &e
 		return err
 	})
-	return ptrs, err
+	if err == nil && ev != nil {
+		s.committed(*ev)
+	}
+	return err
 }

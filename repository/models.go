@@ -22,13 +22,6 @@ type User struct {
 	CreatedAt    time.Time `bun:"created_at"`
 }
 
-type stream struct {
-	bun.BaseModel `bun:"table:streams"`
-
-	UserID  string `bun:"user_id,pk"`
-	LastSeq int64  `bun:"last_seq"`
-}
-
 type refreshToken struct {
 	bun.BaseModel `bun:"table:refresh_tokens"`
 
@@ -96,48 +89,6 @@ type Message struct {
 	Body           string    `bun:"body"`
 	ClientMsgID    *string   `bun:"client_msg_id"`
 	CreatedAt      time.Time `bun:"created_at"`
-}
-
-// Event is one row of a user's durable stream.
-type Event struct {
-	bun.BaseModel `bun:"table:events"`
-
-	UserID string `bun:"user_id,pk"`
-	Seq    int64  `bun:"seq,pk"`
-	Type   string `bun:"type"`
-	Data   string `bun:"data"`
-	// DataID points at event_data when the data is shared by the rows of
-	// one append (see sharedDataMin); Data is then empty in the table and
-	// filled in by the read.
-	DataID    *string   `bun:"data_id"`
-	CreatedAt time.Time `bun:"created_at"`
-
-	// shared is the data of a shared row, one slice for every row read
-	// with it: ten thousand rows of one conversation.created hold one copy.
-	shared []byte
-}
-
-// RawData returns the event's data as bytes; rows that share their data
-// share the slice too, so read it, never write.
-func (e *Event) RawData() []byte {
-	if e.shared != nil {
-		return e.shared
-	}
-	return []byte(e.Data)
-}
-
-// Pointer names one appended event: the doorbell the fan-out rings. The
-// writing node also knows the event itself (Type, Data, CreatedAt), so its
-// hub can hand it over without reading it back; pointers decoded from
-// another node's notification carry only UserID and Seq.
-type Pointer struct {
-	UserID string
-	Seq    int64
-
-	Type string
-	// Data is shared by every pointer of one append: read it, never write.
-	Data      []byte
-	CreatedAt time.Time
 }
 
 type setting struct {

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // pgConfig parses a Postgres URL and names the connection for
@@ -89,4 +91,14 @@ func IsUnavailable(err error) bool {
 func isClosedConn(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "database is locked")
+}
+
+// Notify sends payloads on a Postgres channel in one statement. It is a
+// no-op on SQLite, whose single node needs no bus.
+func (s *Store) Notify(ctx context.Context, channel string, payloads []string) error {
+	if !s.IsPostgres() || len(payloads) == 0 {
+		return nil
+	}
+	_, err := s.db.NewRaw("SELECT pg_notify(?, p) FROM unnest(?::text[]) AS p", channel, pgdialect.Array(payloads)).Exec(ctx)
+	return err
 }

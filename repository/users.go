@@ -5,11 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
-
-	"github.com/uptrace/bun"
 )
 
-// CreateUser stores a new account and its empty event stream.
+// CreateUser stores a new account.
 func (s *Store) CreateUser(ctx context.Context, username, displayName, passwordHash string) (*User, error) {
 	u := &User{
 		ID:           newID(),
@@ -18,17 +16,10 @@ func (s *Store) CreateUser(ctx context.Context, username, displayName, passwordH
 		PasswordHash: passwordHash,
 		CreatedAt:    s.now(),
 	}
-	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.NewInsert().Model(u).Exec(ctx); err != nil {
-			if isUniqueViolation(err) {
-				return ErrUsernameTaken
-			}
-			return err
+	if _, err := s.db.NewInsert().Model(u).Exec(ctx); err != nil {
+		if isUniqueViolation(err) {
+			return nil, ErrUsernameTaken
 		}
-		_, err := tx.NewInsert().Model(&stream{UserID: u.ID}).Exec(ctx)
-		return err
-	})
-	if err != nil {
 		return nil, err
 	}
 	return u, nil

@@ -142,10 +142,12 @@ func parseConfig(args []string) (*Config, error) {
 	e.Int(&cfg.PresenceMaxMembers, "presence-max-members", repository.DefaultPresenceMaxMembers, "presence is shared through conversations of at most this many members")
 	e.Duration(&cfg.API.StreamHeartbeat, "stream-heartbeat", cfg.API.StreamHeartbeat, "SSE comment heartbeat interval")
 	e.Duration(&cfg.Events.TypingTTL, "typing-ttl", cfg.Events.TypingTTL, "how long a typing ping lasts")
-	e.Duration(&cfg.Events.Retention, "retention", cfg.Events.Retention, "how long stream events are kept for resuming clients")
+	e.Duration(&cfg.Events.Retention, "retention", cfg.Events.Retention, "how long log events are kept for resuming clients")
 	e.Duration(&cfg.Events.SafetyPoll, "safety-poll", cfg.Events.SafetyPoll, "re-check interval that bounds the delay of a lost notification")
 	e.Duration(&cfg.Events.Hub.SlowAfter, "slow-consumer-timeout", cfg.Events.Hub.SlowAfter, "how long a client may lag before it is disconnected")
 	e.Int(&cfg.Events.Hub.Buffer, "subscriber-buffer", cfg.Events.Hub.Buffer, "events queued per stream")
+	e.Int(&cfg.Events.Hub.MaxPerUser, "max-streams-per-user", cfg.Events.Hub.MaxPerUser, "open streams and waiting polls per user on one node; a new one beyond it ends the oldest")
+	e.Int(&cfg.Events.Hub.Ring, "event-ring", cfg.Events.Hub.Ring, "recent events each node keeps for clients that resume, so they need no database read")
 	e.String(&cfg.Events.Channel, "notify-channel", cfg.Events.Channel, "Postgres NOTIFY channel")
 	if e.err != nil {
 		return nil, e.err
@@ -209,6 +211,7 @@ func validate(cfg *Config) error {
 		"subscriber-buffer": int64(cfg.Events.Hub.Buffer), "max-body-bytes": cfg.API.MaxBodyBytes,
 		"max-group-members": int64(cfg.API.MaxGroupMembers), "db-max-conns": int64(cfg.DBMaxConns),
 		"presence-max-members": int64(cfg.PresenceMaxMembers), "password-hash-time": int64(cfg.API.HashParams.Time),
+		"max-streams-per-user": int64(cfg.Events.Hub.MaxPerUser), "event-ring": int64(cfg.Events.Hub.Ring),
 		"login-hash-concurrency": int64(cfg.API.LoginHashConcurrency), "register-hash-concurrency": int64(cfg.API.RegisterHashConcurrency),
 		"login-free-failures": int64(cfg.API.LoginFreeFailures), "login-free-failures-per-addr": int64(cfg.API.LoginFreeFailuresPerAddr),
 	} {

@@ -117,9 +117,21 @@ func TestGracefulShutdown(t *testing.T) {
 			if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "retry:") {
 				t.Fatalf("stream starts %q", line)
 			}
+			// The poll waits from the head: after everything so far.
+			req, _ = http.NewRequest("GET", base+"/v1/events/poll?timeout=0", nil)
+			req.Header.Set("Authorization", "Bearer "+bobToken)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil || res.StatusCode != http.StatusOK {
+				t.Fatalf("first poll: %v", err)
+			}
+			var head struct {
+				Cursor string `json:"cursor"`
+			}
+			json.NewDecoder(res.Body).Decode(&head)
+			res.Body.Close()
 			pollDone := make(chan int, 1)
 			go func() {
-				req, _ := http.NewRequest("GET", base+"/v1/events/poll?cursor=1&timeout=60", nil)
+				req, _ := http.NewRequest("GET", base+"/v1/events/poll?timeout=60&cursor="+head.Cursor, nil)
 				req.Header.Set("Authorization", "Bearer "+bobToken)
 				res, err := http.DefaultClient.Do(req)
 				if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -140,19 +141,23 @@ func TestReadmeRealtime(t *testing.T) {
 				"\necho '--- poll'\ntimeout 3 bash -euo pipefail -c "+shellQuote(poll)+" || [ $? -eq 124 ]\n", 0)
 			streams, polls, _ := strings.Cut(out, "--- poll")
 			// Both streams replay bob's whole stream: the conversation, four
-			// messages, each with its seq as the id.
+			// messages, each with its position as the id.
 			if n := strings.Count(streams, "event: ready"); n != 2 {
 				t.Errorf("%d ready frames, want 2:\n%s", n, streams)
 			}
 			if n := strings.Count(streams, "event: message.created"); n != 8 {
 				t.Errorf("%d message frames, want 8:\n%s", n, streams)
 			}
-			for _, want := range []string{"id: 1\nevent: conversation.created", "id: 5\nevent: message.created", "Sure, see you there."} {
-				if !strings.Contains(streams, want) {
-					t.Errorf("the streams lack %q", want)
+			for _, want := range []*regexp.Regexp{
+				regexp.MustCompile(`id: \d+-\d+\nevent: conversation.created`),
+				regexp.MustCompile(`id: \d+-\d+\nevent: message.created`),
+				regexp.MustCompile(`Sure, see you there.`),
+			} {
+				if !want.MatchString(streams) {
+					t.Errorf("the streams lack %s", want)
 				}
 			}
-			if !strings.Contains(polls, `"cursor":5`) || strings.Count(polls, `"type":"message.created"`) != 4 {
+			if !regexp.MustCompile(`"cursor":"\d+-\d+"`).MatchString(polls) || strings.Count(polls, `"type":"message.created"`) != 4 {
 				t.Errorf("the poll loop printed:\n%s", polls)
 			}
 			if err := stop(); err != nil {

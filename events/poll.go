@@ -1,0 +1,293 @@
+package events
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/confab-chat/confab/repository"
+)
+
+// maxCatchUpWait bounds how long a poll waits for events known to exist
+// (its subscription catching up), whatever its timeout.
+const maxCatchUpWait = 10 * time.Second
+
+// PollRequest is one long-poll, as the client sent it.
+type PollRequest struct {
+	UserID    string
+	UserAgent string
+	// Addr is the client's address: with UserAgent, it finds the session
+	// of a client that does not send session_id back.
+	Addr string
+	// SessionID is the session_id of the client's previous answer, if any.
+	SessionID string
+	// Cursor is the client's cursor ("": none, answer at once with the
+	// head).
+	Cursor string
+	// Timeout is how long to wait for an event when none is there.
+	Timeout time.Duration
+}
+
+// PollAnswer is what a long-poll answers.
+type PollAnswer struct {
+	Events    []*Event // durable, in position order
+	Cursor    string
+	Typing    []Typing
+	Reset     bool
+	SessionID string
+}
+
+// Poll serves one long-poll: it answers at once when the user has events
+// after the cursor, else waits up to the timeout for one; a typing change
+// also answers early, so pollers see indicators.
+//
+// A poller that carries its session_id from poll to poll keeps one
+// subscription across its polls (a PollFeed): a poll that continues where
+// the session's last answer ended reads nothing from the database, and one
+// whose answer was lost gets the same events again.
+func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error) {
+	sessionID, done, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Addr, req.UserAgent)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	ans := &PollAnswer{Events: []*Event{}, SessionID: sessionID}
+	// A poll that goes on with its session may find the feed the
+	// session's last poll kept. A session that ended takes its feed with
+	// it: the poll starts afresh.
+	var feed *PollFeed
+	if req.Cursor != "" && req.SessionID != "" {
+		if p, err := repository.ParsePosition(req.Cursor); err == nil {
+			feed = b.feeds.take(req.SessionID, req.UserID, p)
+		}
+	}
+	if feed != nil && sessionID != req.SessionID {
+		feed.Close()
+		feed = nil
+	}
+	var from, last repository.Position
+	if feed != nil {
+		from, _ = repository.ParsePosition(req.Cursor)
+	} else if from, last, ans.Reset, err = b.resume(ctx, req.Cursor); err != nil {
+		return nil, err
+	}
+	ans.Cursor = from.String()
+	if req.Cursor != "" && !ans.Reset {
+		if feed == nil {
+			// Events up to last are committed: the answer waits for the
+			// tail to read them (a transaction of this database still in
+			// progress may hold them back a moment).
+			feed = &PollFeed{sub: b.hub.Subscribe(req.UserID, from, last), userID: req.UserID, base: from}
+		}
+		ans.Events = feed.wait(ctx, from, req.Timeout, b.Metrics)
+		if n := len(ans.Events); n > 0 {
+			ans.Cursor = ans.Events[n-1].ID
+		}
+		// Back in its slot before the answer is written: the client asks
+		// again as soon as it reads it. Only a client that came back with
+		// its session shows it will; the feed of any other poll (a one-off
+		// catch-up, a client without session_id) is closed.
+		if sessionID == req.SessionID && b.cfg.PollHold > 0 {
+			b.feeds.keep(sessionID, feed)
+		} else {
+			feed.Close()
+		}
+	}
+	if ans.Typing, err = b.TypingFor(ctx, req.UserID); err != nil {
+		return nil, err
+	}
+	return ans, nil
+}
+
+// PollFeed is a long-poll session's subscription, kept from one poll to the
+// next. A poller asks again a few milliseconds after every answer; the kept
+// subscription is fed like a stream's, and the next poll finds its events
+// queued.
+//
+// A feed is used by one poll at a time: take removes it from the session's
+// slot and keep puts it back.
+type PollFeed struct {
+	sub    *Subscription
+	userID string
+	// base is the cursor of the poll that last used the feed; taken holds
+	// the durable events read from sub after base, in position order:
+	// answered (or about to be), kept until a later poll's cursor
+	// acknowledges them, so a client that lost an answer and asks again
+	// from base gets them again. The feed continues any cursor from base to
+	// its last position.
+	base  repository.Position
+	taken []*Event
+	// idleSince is when the feed went back to its slot.
+	idleSince time.Time
+}
+
+// Close ends the feed's subscription.
+func (f *PollFeed) Close() { f.sub.Close() }
+
+// wait collects the events after cursor: first what earlier polls read
+// but the client has not acknowledged, then what the subscription hands
+// over. It waits for the subscription to catch up (events known to exist,
+// however short the timeout), then up to timeout for a first event; a
+// typing change answers an empty poll early.
+func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout time.Duration, m *Metrics) []*Event {
+	out := f.backlog(cursor)
+	open := m.Open.WithLabelValues(TransportLongPoll)
+	open.Inc()
+	defer open.Dec()
+	delivered := m.Delivered.WithLabelValues(TransportLongPoll)
+
+	// While the subscription catches up, events exist that the answer
+	// waits for (up to maxCatchUpWait); after that, the timeout runs.
+	catching := f.sub.CaughtUp()
+	wait := timeout
+	select {
+	case <-catching:
+		catching = nil
+	default:
+		wait = max(timeout, maxCatchUpWait)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	typing := false
+	for {
+		// What is queued is taken before anything else, so a poll with
+		// timeout 0 answers with it rather than racing its timer.
+		for _, ev := range f.sub.Take(nil) {
+			if !ev.Durable() {
+				typing = typing || ev.Type == TypeTyping
+				continue // presence is not part of a poll's answer
+			}
+			// Kept in the feed before anything can end the poll: an event
+			// read is never dropped.
+			f.taken = append(f.taken, ev)
+			out = append(out, ev)
+			delivered.Inc()
+			if !ev.At.IsZero() {
+				m.Lag.Observe(time.Since(ev.At).Seconds())
+			}
+		}
+		f.sub.Received()
+		if catching == nil && (len(out) > 0 || typing) {
+			return out
+		}
+		select {
+		case <-f.sub.Ready():
+		case <-catching:
+			catching = nil
+			timer.Reset(timeout)
+		case <-timer.C:
+			return out
+		case <-f.sub.Done():
+			return out
+		case <-ctx.Done():
+			return out
+		}
+	}
+}
+
+// backlog acknowledges the events up to cursor (a cursor the feed
+// continues: take checked it) and returns the ones after it that earlier
+// polls already read from the subscription.
+func (f *PollFeed) backlog(cursor repository.Position) []*Event {
+	i := 0
+	for i < len(f.taken) && !cursor.Less(f.taken[i].Pos) {
+		i++
+	}
+	// Shift rather than reslice, so the array does not grow forever.
+	n := copy(f.taken, f.taken[i:])
+	clear(f.taken[n:])
+	f.taken = f.taken[:n]
+	f.base = cursor
+	return append([]*Event(nil), f.taken...)
+}
+
+// last is the position of the last event the feed has read (base when
+// none).
+func (f *PollFeed) last() repository.Position {
+	if len(f.taken) == 0 {
+		return f.base
+	}
+	return f.taken[len(f.taken)-1].Pos
+}
+
+// continues reports whether a poll from cursor can go on with f: the
+// subscription is alive and every event after cursor is either in taken or
+// still to come from the subscription.
+func (f *PollFeed) continues(cursor repository.Position) bool {
+	select {
+	case <-f.sub.Done():
+		return false
+	default:
+	}
+	return !cursor.Less(f.base) && !f.last().Less(cursor)
+}
+
+// pollFeeds holds the idle feeds of this node's long-poll sessions, by
+// session id.
+type pollFeeds struct {
+	mu sync.Mutex
+	m  map[string]*PollFeed
+}
+
+func newPollFeeds() *pollFeeds { return &pollFeeds{m: map[string]*PollFeed{}} }
+
+// take removes and returns the session's feed if it continues cursor. A
+// feed that cannot is closed: the poll starts a new one.
+func (p *pollFeeds) take(sessionID, userID string, cursor repository.Position) *PollFeed {
+	p.mu.Lock()
+	f := p.m[sessionID]
+	if f == nil || f.userID != userID {
+		// Another user's session id is not this poll's session.
+		p.mu.Unlock()
+		return nil
+	}
+	delete(p.m, sessionID)
+	p.mu.Unlock()
+	if !f.continues(cursor) {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// keep puts a feed back in its session's slot. Two polls of one session at
+// once (a client retrying) each end with a feed: the last one kept stays.
+func (p *pollFeeds) keep(sessionID string, f *PollFeed) {
+	f.idleSince = time.Now()
+	p.mu.Lock()
+	old := p.m[sessionID]
+	p.m[sessionID] = f
+	p.mu.Unlock()
+	if old != nil && old != f {
+		old.Close()
+	}
+}
+
+// expire closes the feeds idle for longer than idle: their poller stopped,
+// or will start over from the database.
+func (p *pollFeeds) expire(idle time.Duration) {
+	cutoff := time.Now().Add(-idle)
+	var gone []*PollFeed
+	p.mu.Lock()
+	for id, f := range p.m {
+		if f.idleSince.Before(cutoff) {
+			gone = append(gone, f)
+			delete(p.m, id)
+		}
+	}
+	p.mu.Unlock()
+	for _, f := range gone {
+		f.Close()
+	}
+}
+
+// len is how many feeds wait for their next poll.
+func (p *pollFeeds) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
+}
+
+// KeptPollFeeds is how many long-poll sessions' feeds wait for their next
+// poll.
+func (b *Broker) KeptPollFeeds() int { return b.feeds.len() }
