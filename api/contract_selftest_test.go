@@ -169,6 +169,8 @@ func contractStub(skipHeaderSeen *bool, mu *sync.Mutex) http.Handler {
 			w.(http.Flusher).Flush()
 			<-r.Context().Done() // a stream never ends by itself
 		case "GET /":
+			w.Header().Set("ETag", `"abc123"`)
+			w.Header().Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
 			writeJSON(w, "text/html; charset=utf-8", 200, "<!doctype html><title>confab</title>")
 		case "GET /metrics":
 			writeJSON(w, "text/plain; version=0.0.4; charset=utf-8; escaping=underscores", 200, "up 1\n")
