@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/confab-chat/confab/repository"
 	"github.com/gin-gonic/gin"
 )
 
@@ -187,7 +189,11 @@ func (s *Server) authenticate(c *gin.Context, raw string) {
 		problem(c, http.StatusUnauthorized, CodeUnauthorized, "missing access token")
 		return
 	}
-	uid, exp, err := s.tokens.parse(raw)
+	uid, exp, err := s.tokens.parse(c.Request.Context(), raw)
+	if err != nil && !errors.Is(err, errUnknownUser) && !errors.Is(err, errNoSubject) && repository.IsUnavailable(err) {
+		s.fail(c, err) // the user could not be looked up: 503, not 401
+		return
+	}
 	if err != nil {
 		c.Header("WWW-Authenticate", `Bearer realm="confab", error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, CodeUnauthorized, "invalid or expired access token")

@@ -99,6 +99,9 @@ func (s *Server) fail(c *gin.Context, err error) {
 		problem(c, http.StatusNotFound, CodeNotFound, "")
 	case errors.Is(err, repository.ErrUsernameTaken):
 		problem(c, http.StatusConflict, CodeUsernameTaken, "")
+	case errors.Is(err, repository.ErrUnknownUser):
+		c.Header("WWW-Authenticate", `Bearer realm="confab", error="invalid_token"`)
+		problem(c, http.StatusUnauthorized, CodeUnauthorized, "the account no longer exists")
 	case errors.Is(err, repository.ErrInvalidToken):
 		problem(c, http.StatusUnauthorized, CodeInvalidRefreshToken, "")
 	case errors.Is(err, repository.ErrNotGroup):

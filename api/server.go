@@ -168,6 +168,7 @@ func New(cfg Config, log *slog.Logger, store *repository.Store, broker *events.B
 		s.registers = newLimiters(cfg.RegisterInterval, cfg.RegisterBurst)
 	}
 	s.origins = newOriginCheck(cfg.CORSOrigins, log)
+	s.tokens.exists = store.UserExists
 	return s
 }
 

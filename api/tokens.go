@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -16,6 +17,9 @@ type tokens struct {
 	ttl      time.Duration
 	parser   *jwt.Parser
 	now      func() time.Time
+	// exists reports whether a user still exists (nil: not checked). A
+	// token is checked against it once, before it is remembered.
+	exists func(ctx context.Context, userID string) (bool, error)
 
 	// verified remembers tokens that passed every check, until they
 	// expire: a client sends the same token with every request for its
@@ -77,10 +81,15 @@ func (t *tokens) issue(userID string) (string, time.Time, error) {
 	return s, exp, err
 }
 
-var errNoSubject = errors.New("token has no subject")
+var (
+	errNoSubject   = errors.New("token has no subject")
+	errUnknownUser = errors.New("token of a user that no longer exists")
+)
 
-// parse checks a token and returns its user and expiry.
-func (t *tokens) parse(raw string) (userID string, exp time.Time, err error) {
+// parse checks a token and returns its user and expiry. A token whose user
+// no longer exists is refused too (checked when the token is first seen: a
+// user deleted since is refused where a session or a row would name them).
+func (t *tokens) parse(ctx context.Context, raw string) (userID string, exp time.Time, err error) {
 	t.mu.Lock()
 	v, ok := t.verified[raw]
 	t.mu.Unlock()
@@ -93,6 +102,15 @@ func (t *tokens) parse(raw string) (userID string, exp time.Time, err error) {
 	}
 	if claims.Subject == "" {
 		return "", time.Time{}, errNoSubject
+	}
+	if t.exists != nil {
+		ok, err := t.exists(ctx, claims.Subject)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		if !ok {
+			return "", time.Time{}, errUnknownUser
+		}
 	}
 	t.mu.Lock()
 	if len(t.verified) >= maxVerified {

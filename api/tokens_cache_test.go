@@ -17,7 +17,7 @@ func TestVerifiedTokensExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 { // the second parse is answered from memory
-		if uid, _, err := tk.parse(raw); err != nil || uid != "u1" {
+		if uid, _, err := tk.parse(t.Context(), raw); err != nil || uid != "u1" {
 			t.Fatalf("parse: %q, %v", uid, err)
 		}
 	}
@@ -25,14 +25,14 @@ func TestVerifiedTokensExpire(t *testing.T) {
 		t.Fatalf("%d tokens remembered", len(tk.verified))
 	}
 	now = now.Add(time.Minute + tokenLeeway - time.Second)
-	if _, _, err := tk.parse(raw); err != nil {
+	if _, _, err := tk.parse(t.Context(), raw); err != nil {
 		t.Fatalf("within the leeway: %v", err)
 	}
 	now = now.Add(2 * time.Second)
-	if _, _, err := tk.parse(raw); err == nil {
+	if _, _, err := tk.parse(t.Context(), raw); err == nil {
 		t.Fatal("an expired remembered token was accepted")
 	}
-	if _, _, err := tk.parse(raw[:len(raw)-2] + "xx"); err == nil {
+	if _, _, err := tk.parse(t.Context(), raw[:len(raw)-2]+"xx"); err == nil {
 		t.Fatal("a forged signature was accepted")
 	}
 	if len(tk.verified) != 1 {

@@ -1,15 +1,20 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
+	"github.com/confab-chat/confab/repository"
 	"github.com/gin-gonic/gin"
 )
 
 // me returns the caller.
 func (s *Server) me(c *gin.Context) {
 	u, err := s.store.UserByID(c.Request.Context(), userID(c))
+	if errors.Is(err, repository.ErrNotFound) {
+		err = repository.ErrUnknownUser // the token outlived its user
+	}
 	if err != nil {
 		s.fail(c, err)
 		return

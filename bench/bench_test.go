@@ -49,6 +49,7 @@ func startConfab(t *testing.T) string {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := api.NewRegistry(store.DB().DB)
 	ec := events.DefaultConfig()
+	ec.Hub.MaxPerUser = 1 << 20 // the load tool spreads many streams over few users
 	ec.Node = "smoke"
 	broker := events.New(ec, store, log, reg)
 	if err := broker.Start(ctx); err != nil {
@@ -58,6 +59,8 @@ func startConfab(t *testing.T) string {
 	cfg.JWTSecret = []byte("smoke-secret-smoke-secret-smoke-secret")
 	cfg.HashParams = api.HashParams{MemoryKiB: 64, Time: 1, Threads: 1}
 	cfg.RegisterBurst = 0 // every run registers its users from one address
+	// The load tool writes as fast as it is told to, not as one person.
+	cfg.SendsPerSecond, cfg.GroupsPerMinute, cfg.MemberAddsPerMinute = 0, 0, 0
 	hs := api.New(cfg, log, store, broker, api.Options{Metrics: api.MetricsHandler(reg)}).HTTPServer(log)
 	url := serve(t, hs)
 	t.Cleanup(func() {

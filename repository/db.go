@@ -164,7 +164,10 @@ var (
 	ErrGroupFull          = errors.New("group full")
 	ErrClientMsgConflict  = errors.New("client_msg_id reused for a different message")
 	ErrInvalid            = errors.New("invalid")
-	ErrInvalidCursor      = errors.New("invalid cursor")
+	// ErrUnknownUser: a valid access token names a user that no longer
+	// exists.
+	ErrUnknownUser   = errors.New("unknown user")
+	ErrInvalidCursor = errors.New("invalid cursor")
 )
 
 // InvalidError is a validation failure the client can fix.

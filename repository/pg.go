@@ -67,6 +67,16 @@ func isUniqueViolation(err error) bool {
 	return false
 }
 
+// isForeignKeyViolation reports a foreign key failure on either store: a
+// row that names a user (or anything else) that does not exist.
+func isForeignKeyViolation(err error) bool {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return pgErr.Code == "23503" // foreign_key_violation
+	}
+	sqliteErr, ok := errors.AsType[*sqlite.Error](err)
+	return ok && sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+}
+
 // isSQLiteBusy reports SQLite's "database is locked": the write lock was
 // not free within busy_timeout (any SQLITE_BUSY extended code).
 func isSQLiteBusy(err error) bool {

@@ -52,6 +52,9 @@ func (s *Store) CreateSession(ctx context.Context, userID, transport, nodeID, us
 	now := s.now()
 	sess := &Session{ID: newID(), UserID: userID, Transport: transport, Node: nodeID, UserAgent: userAgent, ConnectedAt: now, LastSeenAt: now}
 	_, err := s.db.NewInsert().Model(sess).Exec(ctx)
+	if isForeignKeyViolation(err) {
+		return nil, ErrUnknownUser
+	}
 	return sess, err
 }
 

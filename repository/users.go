@@ -32,6 +32,11 @@ func (s *Store) UserByUsername(ctx context.Context, username string) (*User, err
 	return u, notFound(err)
 }
 
+// UserExists reports whether an account with that id exists.
+func (s *Store) UserExists(ctx context.Context, id string) (bool, error) {
+	return s.db.NewSelect().Model((*User)(nil)).Where("id = ?", id).Exists(ctx)
+}
+
 // UserByID returns the account with that id.
 func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
 	u := new(User)

@@ -46,7 +46,7 @@ start_confab() { # store flags...
   # would take minutes nothing measures, so the bench server hashes cheaply,
   # and it takes them all from the one address the load tool has.
   "$bin" serve -addr "$addr" -pprof-addr "$pprof" -node-id bench -access-ttl 2h -log-format json \
-    -max-group-members 10000 -max-body-bytes 1048576 -password-hash-memory 64 -password-hash-time 1 -register-burst 0 \
+    -max-group-members 10000 -max-body-bytes 1048576 -password-hash-memory 64 -password-hash-time 1 -register-burst 0 -sends-per-second 0 -groups-per-minute 0 -member-adds-per-minute 0 -max-streams-per-user 100000 \
     "$@" 2>>"$work/confab.log" &
   confab_pid=$!
   wait_port "$addr"
@@ -173,7 +173,7 @@ or by hand, for one scenario:
 
 \`\`\`
 confab serve -addr 127.0.0.1:18480 -database-url postgres://... -pprof-addr 127.0.0.1:18482 \
-  -max-group-members 10000 -max-body-bytes 1048576 -password-hash-memory 64 -password-hash-time 1 -register-burst 0 &
+  -max-group-members 10000 -max-body-bytes 1048576 -password-hash-memory 64 -password-hash-time 1 -register-burst 0 -sends-per-second 0 -groups-per-minute 0 -member-adds-per-minute 0 -max-streams-per-user 100000 &
 confab bench reference -addr 127.0.0.1:18481 &
 confab bench run -url http://127.0.0.1:18480 -ref http://127.0.0.1:18481 -users 1000 -streams 1000 -writers 2 -rate 10 -duration 6s
 confab bench sql -database-url postgres://... -writers 4     # the send's SQL alone
