@@ -1,6 +1,8 @@
 package api_test
 
 import (
+	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -66,5 +68,44 @@ func TestPollWithoutSessionReusesIt(t *testing.T) {
 		if n := e.sessionCount(bob.Token); n != 1 {
 			t.Fatalf("%d sessions after 50 polls, want 1", n)
 		}
+	})
+}
+
+// TestNewContactsLearnPresence: creating a conversation, or being added to
+// one, tells each side which new contacts are online, with no reconnect.
+func TestNewContactsLearnPresence(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		alice, bob, carol := e.register("alice"), e.register("bob"), e.register("carol")
+		streams := map[string]*sseConn{}
+		for _, u := range []user{alice, bob, carol} {
+			streams[u.ID] = e.openStream(u.Token, streamOpts{})
+			streams[u.ID].ready()
+		}
+		online := func(s *sseConn, who user) {
+			t.Helper()
+			for {
+				ev := s.nextOf("presence", 5*time.Second)
+				var d struct {
+					UserID string `json:"user_id"`
+					Online bool   `json:"online"`
+				}
+				if err := json.Unmarshal([]byte(ev.Data), &d); err != nil {
+					t.Fatal(err)
+				}
+				if d.UserID == who.ID && d.Online {
+					return
+				}
+			}
+		}
+		e.must(http.StatusCreated, "POST", "/v1/conversations", alice.Token, map[string]any{"kind": "direct", "member_ids": []string{bob.ID}})
+		online(streams[bob.ID], alice)
+		online(streams[alice.ID], bob)
+		g := e.group(alice, bob)
+		e.must(http.StatusOK, "POST", "/v1/conversations/"+g.ID+"/members", alice.Token, map[string]string{"user_id": carol.ID})
+		online(streams[carol.ID], alice)
+		online(streams[carol.ID], bob)
+		online(streams[alice.ID], carol)
+		online(streams[bob.ID], carol)
 	})
 }

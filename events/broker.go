@@ -209,6 +209,11 @@ func (b *Broker) committed(evs []repository.LogEvent) {
 	if b.notifier != nil {
 		b.notifier.doorbell(evs[len(evs)-1].Position())
 	}
+	for _, ev := range evs {
+		if ev.Type == repository.EventConversationCreated || ev.Type == repository.EventMemberJoined {
+			go b.introduce(ev)
+		}
+	}
 }
 
 // Subscribe starts delivering userID's events after the position `after`.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -179,6 +180,60 @@ func (b *Broker) announcePresence(userID string, online bool) {
 	}
 	data, _ := json.Marshal(map[string]any{"user_id": userID, "online": online})
 	b.publish(TypePresence, data, to)
+}
+
+// introduce tells the members of a conversation that was just created, or
+// just joined, which of their new contacts are online: presence events only
+// tell changes, and a stream learns the state of its contacts when it
+// opens, so without this a new contact would seem offline until the next
+// reconnect. Only conversations that share presence (see
+// repository.Options.PresenceMaxMembers) introduce anyone.
+func (b *Broker) introduce(ev repository.LogEvent) {
+	if b.stopped.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var d struct {
+		UserID       string `json:"user_id"`
+		Conversation struct {
+			Members []struct {
+				UserID string `json:"user_id"`
+			} `json:"members"`
+		} `json:"conversation"`
+	}
+	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil {
+		return
+	}
+	var members []string
+	newcomer := d.UserID // member.joined: only pairs with the newcomer are new
+	if ev.Type == repository.EventConversationCreated {
+		for _, m := range d.Conversation.Members {
+			members = append(members, m.UserID)
+		}
+	} else {
+		var err error
+		if members, err = b.store.MemberIDs(ctx, ev.ConversationID); err != nil {
+			b.log.Warn("presence of new contacts", slog.Any("err", err))
+			return
+		}
+	}
+	if !b.store.SharesPresence(len(members)) {
+		return
+	}
+	online, err := b.store.OnlineAmong(ctx, members, b.aliveSince())
+	if err != nil {
+		b.log.Warn("presence of new contacts", slog.Any("err", err))
+		return
+	}
+	for _, u := range online {
+		to := slices.DeleteFunc(slices.Clone(members), func(m string) bool { return m == u })
+		if newcomer != "" && u != newcomer {
+			to = []string{newcomer}
+		}
+		data, _ := json.Marshal(map[string]any{"user_id": u, "online": true})
+		b.publish(TypePresence, data, to)
+	}
 }
 
 func truncate(s string, n int) string {

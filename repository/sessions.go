@@ -90,6 +90,21 @@ func (s *Store) CountLiveSessions(ctx context.Context, userID string, aliveSince
 		Where("s.user_id = ? AND n.last_seen_at >= ?", userID, aliveSince).Count(ctx)
 }
 
+// OnlineAmong returns those of userIDs who have a live session now.
+func (s *Store) OnlineAmong(ctx context.Context, userIDs []string, aliveSince time.Time) ([]string, error) {
+	ids := []string{}
+	if len(userIDs) == 0 {
+		return ids, nil
+	}
+	err := s.db.NewRaw(`SELECT DISTINCT s.user_id FROM sessions AS s JOIN nodes AS n ON n.id = s.node
+		WHERE s.user_id IN (?) AND n.last_seen_at >= ?`, bun.List(userIDs), aliveSince).Scan(ctx, &ids)
+	return ids, err
+}
+
+// SharesPresence reports whether a conversation of n members shares
+// presence (see Options.PresenceMaxMembers).
+func (s *Store) SharesPresence(n int) bool { return n <= s.presenceMaxMembers }
+
 // ExpireNodes deletes nodes not seen since aliveSince and their sessions
 // (what a crashed node left behind) and returns the users who had them.
 func (s *Store) ExpireNodes(ctx context.Context, aliveSince time.Time) ([]string, error) {

@@ -45,7 +45,7 @@
  * a history entry (Back returns to the list); a #c= typed or followed opens that conversation.
  */
 import { $, toast } from './ui.js';
-import { confab, state, api, remember, rememberMembers, me, nameOf, loadNames, forgetNames, newContacts } from './state.js';
+import { confab, state, api, remember, rememberMembers, me, nameOf, loadNames, forgetNames } from './state.js';
 import { renderStatus } from './status.js';
 import { convEls, renderConversations, upsertConversation, refreshConversation, removeConversation } from './conversations.js';
 import { openConversation, closeConversation, renderHeader, addNote } from './chat.js';
@@ -182,22 +182,19 @@ async function loadAll() {
 
 confab.on('sync', sync);
 confab.on('message.created', ({ message }) => later(() => applyMessage(message)));
-// Presence comes for contacts when the stream starts (a snapshot), and then
-// as they change: someone new to us needs a fresh snapshot.
+// Presence comes for contacts when the stream starts (a snapshot), then as
+// it changes; the server tells new contacts about each other when a
+// conversation is created or joined.
 confab.on('conversation.created', ({ conversation: c }) =>
   later(() => {
     if (state.convs.has(c.id)) return;
-    const fresh = newContacts(c);
     upsertConversation(c);
-    if (fresh) confab.refreshPresence();
   }),
 );
 confab.on('member.joined', ({ conversation_id: conv, user_id: user, by }) =>
   later(async () => {
     const known = state.convs.has(conv);
     await refreshConversation(conv); // learns the newcomer's name
-    const c = state.convs.get(conv);
-    if (c && newContacts(c)) confab.refreshPresence();
     if (!known || user === me()) return;
     // `by`, when the server says who added them; else we know only our own adds.
     const adder = by ?? state.addedBy.get(conv + '|' + user);

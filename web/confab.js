@@ -60,7 +60,7 @@
  *   'login' {user} / 'logout' {}   also when another tab signs in or out
  *
  * Other API: confab.user, confab.status, confab.position, confab.isLeader,
- * confab.start(), confab.stop(), confab.refreshPresence(), confab.login(username, password),
+ * confab.start(), confab.stop(), confab.login(username, password),
  * confab.register(username, password, displayName?), confab.logout(),
  * confab.api(method, path, body?, {signal, timeout}) → parsed JSON or null,
  * throws ConfabError {status, code, title, detail, retryAfter} (status 0, code
@@ -349,7 +349,6 @@ export class Confab extends EventTarget {
   #gapTimer = 0;
   #typing = new Set(); // "conv|user" keys in the last poll's typing snapshot
   #pollSession = null; // sent back so consecutive polls count as one session
-  #again = false; // leader: end the stream and open a new one at once (refreshPresence)
 
   /**
    * @param {object} [o]
@@ -443,20 +442,6 @@ export class Confab extends EventTarget {
     }
   }
 
-  /**
-   * Asks for a fresh presence snapshot, which the server sends when a stream
-   * starts and not when someone becomes a contact: the leader reconnects
-   * its stream at once (resuming from its position, so nothing is lost or
-   * repeated). For a new contact; long-polling carries no presence at all.
-   */
-  refreshPresence() {
-    if (!this.#running) return;
-    if (!this.#leader) return this.#post({ t: 'presence?' });
-    if (this.#status !== 'live') return; // the next stream starts with a snapshot anyway
-    this.#again = true;
-    this.#attempt?.abort();
-  }
-
   /** Closes the connection and leaves the tab group. */
   stop() {
     if (!this.#running) return;
@@ -504,10 +489,9 @@ export class Confab extends EventTarget {
       if (this.#mode === 'sse') {
         const probing = this.#status === 'longpoll';
         const r = await this.#stream(attempt.signal);
-        // A healthy stream ended (token expiry, server restart, slow reader,
-        // refreshPresence): reconnect at once.
-        if (r.lived > 2000 || this.#again) {
-          this.#again = false;
+        // A healthy stream ended (token expiry, server restart, slow
+        // reader): reconnect at once.
+        if (r.lived > 2000) {
           failures = strikes = 0;
           continue;
         }
@@ -717,7 +701,6 @@ export class Confab extends EventTarget {
       // A tab joined or noticed a gap: send what it missed from our recent
       // events, found by the position it has. Not found: all we have, and the
       // follower sees from the first one's `prev` that it cannot catch up.
-      if (m.t === 'presence?') this.refreshPresence();
       if (m.t === 'hello') {
         let events = [];
         if (m.after !== null && m.after !== this.#pos) {

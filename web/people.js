@@ -1,6 +1,6 @@
 /** people.js — people search: new conversations, groups, members, leaving. */
 import { $, h, toast } from './ui.js';
-import { confab, state, api, path, me, remember, titleOf, newContacts } from './state.js';
+import { confab, state, api, path, me, remember, titleOf } from './state.js';
 import { upsertConversation, removeConversation } from './conversations.js';
 import { openConversation } from './chat.js';
 
@@ -51,9 +51,7 @@ export async function startDirect(u) {
   try {
     const c = await api('POST', '/v1/conversations', { kind: 'direct', member_ids: [u.id] });
     clearNewSearch();
-    const fresh = !state.convs.has(c.id) && newContacts(c);
     upsertConversation(c);
-    if (fresh) confab.refreshPresence(); // a new contact: who is online comes with a new stream
     openConversation(c.id, { focus: true, push: true });
   } catch (err) {
     toast(`Could not start the conversation: ${err.message}`);
@@ -100,9 +98,7 @@ $('#create-group-btn').addEventListener('click', async () => {
     $('#group-title').value = '';
     renderDraft();
     clearNewSearch();
-    const fresh = !state.convs.has(c.id) && newContacts(c);
     upsertConversation(c);
-    if (fresh) confab.refreshPresence(); // a new contact: who is online comes with a new stream
     openConversation(c.id, { focus: true, push: true });
   } catch (err) {
     toast(`Could not create the group: ${err.message}`);

@@ -74,12 +74,6 @@ export function rememberMembers(c) {
 
 export const others = (c) => c.members.filter((m) => m.user_id !== me());
 
-/** Whether c has someone we share no other conversation with (a new contact). */
-export function newContacts(c) {
-  const known = (u) => [...state.convs.values()].some((o) => o.id !== c.id && o.members.some((m) => m.user_id === u));
-  return others(c).some((m) => !known(m.user_id));
-}
-
 export function titleOf(c) {
   if (c.title) return c.title;
   const names = others(c).map((m) => m.display_name || m.username);
