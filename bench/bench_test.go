@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -294,33 +293,4 @@ func TestWriterUnsustained(t *testing.T) {
 	if res.scheduled != 10 || res.acked[0] < 1 || res.acked[0] > 3 {
 		t.Errorf("%d scheduled, %d acknowledged: want 10 scheduled, 2 or so sent", res.scheduled, res.acked[0])
 	}
-}
-
-// TestSendStatementIsSendPGs: `bench sql` times the statement the server
-// sends with, not a copy that drifted.
-func TestSendStatementIsSendPGs(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("..", "repository", "messages.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	norm := func(s string) string { return strings.Join(strings.Fields(s), " ") }
-	if !strings.Contains(norm(string(src)), norm("`"+sendStatement+"`")) {
-		t.Error("sendStatement is not sendPG's statement in repository/messages.go: copy it again")
-	}
-	if !strings.Contains(string(src), "s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Body, m.ClientMsgID, m.CreatedAt, before, after, conversationLockClass)") {
-		t.Error("sendPG passes other arguments than sendStatement is given")
-	}
-	if !strings.Contains(norm(mustRead(t, filepath.Join("..", "repository", "conversations.go"))),
-		fmt.Sprintf("const conversationLockClass = %#x", conversationLockClass)) {
-		t.Error("conversationLockClass differs from repository's")
-	}
-}
-
-func mustRead(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }

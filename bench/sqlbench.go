@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,6 +18,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/confab-chat/confab/repository"
 )
 
 // sqlBench runs the statement of one message send, as
@@ -217,50 +218,16 @@ func sqlErrKind(err error) string {
 	return "sql"
 }
 
-// sendStatement is sendPG's statement (repository/messages.go), verbatim:
-// TestSendStatementIsSendPGs keeps them the same. $1 message id, $2
-// conversation, $3 sender, $4 body, $5 client_msg_id, $6 created_at, $7 and
-// $8 the message.created data before and after its seq, $9 the advisory
-// lock class of conversations.
-const sendStatement = `WITH k AS MATERIALIZED (SELECT 1 AS k FROM pg_advisory_xact_lock($9, hashtext($2))),
-		c AS (SELECT conversations.last_seq + 1 AS seq FROM k, conversations WHERE conversations.id = $2 FOR UPDATE OF conversations),
-		r AS (UPDATE members SET read_seq = c.seq FROM c WHERE conversation_id = $2 AND user_id = $3 RETURNING c.seq),
-		m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
-			SELECT $1, $2, $3, r.seq, $4, $5, $6 FROM r RETURNING seq),
-		u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
-		l AS (INSERT INTO log (conversation_id, type, data, created_at)
-			SELECT $2, 'message.created', $7 || m.seq::text || $8, $6 FROM m RETURNING id, xid)
-		SELECT m.seq, l.id, l.xid FROM m, l`
-
-// conversationLockClass is repository's first key of the conversations'
-// advisory locks ("conf").
-const conversationLockClass = 0x636f6e66
-
 // send is repository.SendMessage on Postgres: its one statement, run
 // outside any explicit transaction (Postgres commits it as it returns),
-// with the message.created data rendered around the seq as messageData
-// does.
+// with the message.created data rendered around the seq by
+// repository.MessageData.
 func (b *sqlBench) send(ctx context.Context, c sqlConv, sender, body string) error {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	id := uuid.Must(uuid.NewV7()).String()
-	// The fields in the order repository's messageJSON has them.
-	type message struct {
-		ID             string    `json:"id"`
-		ConversationID string    `json:"conversation_id"`
-		SenderID       string    `json:"sender_id"`
-		Seq            int64     `json:"seq"`
-		Body           string    `json:"body"`
-		ClientMsgID    *string   `json:"client_msg_id"`
-		CreatedAt      time.Time `json:"created_at"`
-	}
-	data, err := json.Marshal(map[string]any{"message": message{ID: id, ConversationID: c.id, SenderID: sender, Body: body, CreatedAt: now}})
-	if err != nil {
-		return err
-	}
-	i := bytes.Index(data, []byte(`"seq":0,`)) + len(`"seq":`)
-	before, after := string(data[:i]), string(data[i+1:])
+	before, after := repository.MessageData(&repository.Message{ID: id, ConversationID: c.id, SenderID: sender, Body: body, CreatedAt: now})
 	var seq, logID, xid int64
-	err = b.pool.QueryRow(ctx, sendStatement, id, c.id, sender, body, nil, now, before, after, conversationLockClass).Scan(&seq, &logID, &xid)
+	err := b.pool.QueryRow(ctx, repository.SendStatementPG, id, c.id, sender, body, nil, now, before, after, repository.ConversationLockClass).Scan(&seq, &logID, &xid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errors.New("not a member")
 	}

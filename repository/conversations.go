@@ -250,9 +250,9 @@ func loadConversations(ctx context.Context, db bun.IDB, me, id string, page *con
 	return convs, nil
 }
 
-// conversationLockClass is the first key of the advisory locks that
+// ConversationLockClass is the first key of the advisory locks that
 // order the writers of each conversation (the second is a hash of its id).
-const conversationLockClass = 0x636f6e66 // "conf"
+const ConversationLockClass = 0x636f6e66 // "conf"
 
 // lockConversation makes tx the only writer of convID until it ends, and
 // returns the conversation row as it is now. On Postgres it takes the
@@ -266,7 +266,7 @@ func (s *Store) lockConversation(ctx context.Context, tx bun.Tx, convID string) 
 	c := new(Conversation)
 	q := tx.NewSelect().Model(c).Where("id = ?", convID)
 	if s.IsPostgres() {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?, hashtext(?))", conversationLockClass, convID); err != nil {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?, hashtext(?))", ConversationLockClass, convID); err != nil {
 			return nil, err
 		}
 		q = q.For("UPDATE")

@@ -62,17 +62,9 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 // and appends message.created with the seq spliced into its data.
 func (s *Store) sendPG(ctx context.Context, m *Message) (LogEvent, error) {
 	ev := LogEvent{ConversationID: m.ConversationID, Type: EventMessageCreated, CreatedAt: m.CreatedAt}
-	before, after := messageData(m)
-	err := s.db.DB.QueryRowContext(ctx, `WITH k AS MATERIALIZED (SELECT 1 AS k FROM pg_advisory_xact_lock($9, hashtext($2))),
-		c AS (SELECT conversations.last_seq + 1 AS seq FROM k, conversations WHERE conversations.id = $2 FOR UPDATE OF conversations),
-		r AS (UPDATE members SET read_seq = c.seq FROM c WHERE conversation_id = $2 AND user_id = $3 RETURNING c.seq),
-		m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
-			SELECT $1, $2, $3, r.seq, $4, $5, $6 FROM r RETURNING seq),
-		u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
-		l AS (INSERT INTO log (conversation_id, type, data, created_at)
-			SELECT $2, 'message.created', $7 || m.seq::text || $8, $6 FROM m RETURNING id, xid)
-		SELECT m.seq, l.id, l.xid FROM m, l`,
-		s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Body, m.ClientMsgID, m.CreatedAt, before, after, conversationLockClass)...).
+	before, after := MessageData(m)
+	err := s.db.DB.QueryRowContext(ctx, SendStatementPG,
+		s.pgArgs(m.ID, m.ConversationID, m.SenderID, m.Body, m.ClientMsgID, m.CreatedAt, before, after, ConversationLockClass)...).
 		Scan(&m.Seq, &ev.ID, &ev.XID)
 	if err != nil {
 		return ev, notFound(err)
@@ -112,11 +104,26 @@ func (s *Store) sendSQLite(ctx context.Context, m *Message) (ev LogEvent, err er
 	return ev, err
 }
 
-// messageData renders the data of m's message.created around its seq, which
+// SendStatementPG is a send on Postgres (see sendPG), exported so that
+// `confab bench sql` times exactly it: $1 message id, $2 conversation, $3
+// sender, $4 body, $5 client_msg_id, $6 created_at, $7 and $8 the
+// message.created data before and after its seq (MessageData), $9
+// ConversationLockClass. It returns the seq, the log id and the xid.
+const SendStatementPG = `WITH k AS MATERIALIZED (SELECT 1 AS k FROM pg_advisory_xact_lock($9, hashtext($2))),
+		c AS (SELECT conversations.last_seq + 1 AS seq FROM k, conversations WHERE conversations.id = $2 FOR UPDATE OF conversations),
+		r AS (UPDATE members SET read_seq = c.seq FROM c WHERE conversation_id = $2 AND user_id = $3 RETURNING c.seq),
+		m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
+			SELECT $1, $2, $3, r.seq, $4, $5, $6 FROM r RETURNING seq),
+		u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
+		l AS (INSERT INTO log (conversation_id, type, data, created_at)
+			SELECT $2, 'message.created', $7 || m.seq::text || $8, $6 FROM m RETURNING id, xid)
+		SELECT m.seq, l.id, l.xid FROM m, l`
+
+// MessageData renders the data of m's message.created around its seq, which
 // the database assigns: the JSON before the seq's digits and after them.
 // Every string in it is JSON-escaped, so `"seq":0,` occurs only as the
 // field itself.
-func messageData(m *Message) (before, after string) {
+func MessageData(m *Message) (before, after string) {
 	m.Seq = 0
 	b := mustJSON(map[string]any{"message": m})
 	i := bytes.Index(b, []byte(`"seq":0,`)) + len(`"seq":`)
