@@ -10,48 +10,35 @@ import (
 	"github.com/google/uuid"
 )
 
-// Every NOTIFY payload stays under Postgres' 8000-byte limit whatever the
-// group size, and decodes back to every user's highest seq.
-func TestDoorbellsFitNotifyPayload(t *testing.T) {
-	var ptrs []repository.Pointer
-	want := map[string]int64{}
-	for i := range 5000 {
-		u := uuid.NewString()
-		ptrs = append(ptrs, repository.Pointer{UserID: u, Seq: int64(i)}, repository.Pointer{UserID: u, Seq: int64(i + 1)})
-		want[u] = int64(i + 1)
-	}
-	payloads := encodeDoorbells("node-1", ptrs)
-	if len(payloads) < 2 {
-		t.Fatalf("%d payloads for 5000 users", len(payloads))
-	}
-	got := map[string]int64{}
-	for _, p := range payloads {
-		if len(p) > maxPayload {
-			t.Fatalf("payload of %d bytes", len(p))
+// TestDoorbellRoundTrip: a doorbell is one small payload whatever the
+// write, and another node reads back the position it rings up to; one it
+// cannot read still rings (for a read from the tail).
+func TestDoorbellRoundTrip(t *testing.T) {
+	for _, p := range []repository.Position{{}, {XID: 0, ID: 42}, {XID: 123456789, ID: 987654321}, {XID: 1<<63 - 1, ID: 1<<63 - 1}} {
+		payload := encodeDoorbell("node-1", p)
+		if len(payload) > maxPayload {
+			t.Fatalf("payload of %d bytes", len(payload))
 		}
-		l := &listener{node: "other", metrics: NewMetrics(nil), onDoorbell: func(ps []repository.Pointer) {
-			for _, p := range ps {
-				got[p.UserID] = p.Seq
-			}
-		}}
-		l.handle(p)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("decoded %d users, want %d", len(got), len(want))
-	}
-	for u, s := range want {
-		if got[u] != s {
-			t.Fatalf("user %s: seq %d, want %d", u, got[u], s)
+		var got []repository.Position
+		l := &listener{node: "other", metrics: NewMetrics(nil), onDoorbell: func(p repository.Position) { got = append(got, p) }}
+		l.handle(payload)
+		if !slices.Equal(got, []repository.Position{p}) {
+			t.Fatalf("%v rang as %v", p, got)
 		}
+	}
+	var got []repository.Position
+	l := &listener{node: "other", metrics: NewMetrics(nil), onDoorbell: func(p repository.Position) { got = append(got, p) }}
+	l.handle("d|node-1|17")
+	l.handle("d|node-1|not-a-position")
+	if !slices.Equal(got, []repository.Position{{}, {}}) {
+		t.Fatalf("unreadable doorbells rang as %v, want the zero position twice", got)
 	}
 }
 
 func TestListenerSkipsOwnNode(t *testing.T) {
 	called := false
-	l := &listener{node: "me", metrics: NewMetrics(nil), onDoorbell: func([]repository.Pointer) { called = true }}
-	for _, p := range encodeDoorbells("me", []repository.Pointer{{UserID: "u", Seq: 1}}) {
-		l.handle(p)
-	}
+	l := &listener{node: "me", metrics: NewMetrics(nil), onDoorbell: func(repository.Position) { called = true }}
+	l.handle(encodeDoorbell("me", repository.Position{XID: 1, ID: 2}))
 	l.handle("garbage")
 	l.handle("d|")
 	if called {

@@ -104,6 +104,9 @@ func (h *Hub) resume(s *Subscription) {
 	}
 	s.catching = true
 	s.behind.Store(false)
+	// It drained half its queue: it is slow, not stuck. Only a consumer
+	// that stops draining for SlowAfter is cut.
+	s.behindSince = time.Time{}
 	h.mu.Unlock()
 	go h.catchUp(s)
 }

@@ -60,6 +60,15 @@ func (h *Hub) loadSpans(ctx context.Context, u *user) error {
 			close(loaded)
 			return err
 		}
+		if h.users[u.id] != u {
+			// Every subscriber of u ended during the read, and removed u
+			// from the hub: indexing its spans now would keep it in the
+			// index for good.
+			u.spans = map[string][]repository.Span{}
+			close(u.loaded)
+			h.mu.Unlock()
+			return nil
+		}
 		if from.Less(h.ringFloor) {
 			// The ring moved past where the read began: read again.
 			h.mu.Unlock()

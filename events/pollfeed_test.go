@@ -1,93 +1,88 @@
 package events
 
 import (
+	"context"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/confab-chat/confab/repository"
 )
 
-// readFeed reads one durable event from f, as a poll does, or fails.
-func readFeed(t *testing.T, f *PollFeed) *Event {
+// answer answers one poll from cursor with feed, as Broker.Poll does once it
+// has the feed, and returns the positions answered.
+func answer(t *testing.T, feed *PollFeed, cursor repository.Position, timeout time.Duration) []repository.Position {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case ev := <-f.Events():
-			if ev.Seq == 0 {
-				continue
-			}
-			f.Took(ev)
-			return ev
-		case <-deadline:
-			t.Fatal("no event")
-			return nil
-		}
+	var out []repository.Position
+	for _, ev := range feed.wait(context.Background(), cursor, timeout, NewMetrics(nil)) {
+		out = append(out, ev.Pos)
 	}
+	return out
 }
 
 // TestPollFeedContinuesBetweenPolls: a kept feed receives what is committed
 // while no poll waits, serves an answer again to a client that lost it,
 // and gives way to a new feed for any cursor it cannot continue.
 func TestPollFeedContinuesBetweenPolls(t *testing.T) {
-	f := newHubFixture(t, "sqlite", HubConfig{Buffer: 16, Page: 16, SlowAfter: time.Minute}, 2)
+	f := newHubFixture(t, "sqlite", HubConfig{Buffer: 16, Page: 16, Ring: 64, SlowAfter: time.Minute}, 2)
 	feeds := newPollFeeds()
 	user := f.users[1]
-	// A poll from seq 1 (conversation.created), as after Bounds.
-	feed := &PollFeed{sub: f.hub.Subscribe(user, 1), userID: user, base: 1}
-	if n := len(feed.Backlog(1)); n != 0 {
-		t.Fatalf("backlog of a new feed: %d", n)
+	start := f.created
+	feed := &PollFeed{sub: subscribe(f.hub, user, start), userID: user, base: start}
+	if b := feed.backlog(start); len(b) != 0 {
+		t.Fatalf("backlog of a new feed: %d", len(b))
 	}
-	f.send(t, "a")
-	if ev := readFeed(t, feed); ev.Seq != 2 {
-		t.Fatalf("seq %d, want 2", ev.Seq)
+	a := f.send(t, "a")
+	if got := answer(t, feed, start, 10*time.Second); !slices.Equal(got, []repository.Position{a}) {
+		t.Fatalf("first poll: %v, want %v", got, a)
 	}
 	feeds.keep("s1", feed)
 
 	// Committed while no poll waits: queued in the kept subscription.
-	f.send(t, "b")
-	if feeds.take("s1", f.users[0], 2) != nil {
+	b := f.send(t, "b")
+	if feeds.take("s1", f.users[0], a) != nil {
 		t.Fatal("another user's poll took the feed")
 	}
-	if feeds.take("s1", user, 2) != feed {
+	if feeds.take("s1", user, a) != feed {
 		t.Fatal("the next poll did not get the feed")
 	}
-	if b := feed.Backlog(2); len(b) != 0 {
-		t.Fatalf("backlog from 2: %+v", b)
-	}
-	if ev := readFeed(t, feed); ev.Seq != 3 {
-		t.Fatalf("seq %d, want 3", ev.Seq)
+	if got := answer(t, feed, a, 10*time.Second); !slices.Equal(got, []repository.Position{b}) {
+		t.Fatalf("poll from a: %v, want %v", got, b)
 	}
 	feeds.keep("s1", feed)
-	// The answer (seq 3) was lost: the client asks again from 2.
-	got := feeds.take("s1", user, 2)
+	// That answer was lost: the client asks again from a, and gets it
+	// again at once.
+	got := feeds.take("s1", user, a)
 	if got != feed {
 		t.Fatal("the feed does not continue its own base")
 	}
-	if b := got.Backlog(2); len(b) != 1 || b[0].Seq != 3 {
-		t.Fatalf("backlog from 2: %+v", b)
+	if again := answer(t, got, a, 0); !slices.Equal(again, []repository.Position{b}) {
+		t.Fatalf("poll from a again: %v, want %v", again, b)
 	}
 	feeds.keep("s1", got)
 	// Acknowledged: nothing left, and what comes next is queued.
-	got = feeds.take("s1", user, 3)
-	if b := got.Backlog(3); len(b) != 0 {
-		t.Fatalf("backlog from 3: %+v", b)
+	got = feeds.take("s1", user, b)
+	if none := answer(t, got, b, 0); len(none) != 0 {
+		t.Fatalf("poll from b with nothing new: %v", none)
 	}
-	f.send(t, "c")
-	if ev := readFeed(t, got); ev.Seq != 4 {
-		t.Fatalf("seq %d, want 4", ev.Seq)
+	c := f.send(t, "c")
+	if more := answer(t, got, b, 10*time.Second); !slices.Equal(more, []repository.Position{c}) {
+		t.Fatalf("poll from b: %v, want %v", more, c)
 	}
-	feeds.keep("s1", got)
 	// Behind what it acknowledged, or past what it read: the long way.
-	for _, cursor := range []int64{2, 5} {
+	past := c
+	past.ID++
+	for _, cursor := range []repository.Position{a, past} {
 		feeds.keep("s1", got)
 		if feeds.take("s1", user, cursor) != nil {
-			t.Fatalf("cursor %d continued a feed at 3..4", cursor)
+			t.Fatalf("cursor %v continued a feed at %v..%v", cursor, b, c)
 		}
 		select {
-		case <-got.Done():
+		case <-got.sub.Done():
 		default:
 			t.Fatal("a feed that cannot continue was left open")
 		}
-		got = &PollFeed{sub: f.hub.Subscribe(user, 4), userID: user, base: 4}
+		got = &PollFeed{sub: subscribe(f.hub, user, c), userID: user, base: c}
 	}
 	got.Close()
 }
@@ -95,15 +90,15 @@ func TestPollFeedContinuesBetweenPolls(t *testing.T) {
 // TestPollFeedsExpireAndReplace: an idle feed is closed after the hold; of
 // two polls of one session at once, the last kept feed stays.
 func TestPollFeedsExpireAndReplace(t *testing.T) {
-	f := newHubFixture(t, "sqlite", HubConfig{Buffer: 16, Page: 16, SlowAfter: time.Minute}, 2)
+	f := newHubFixture(t, "sqlite", HubConfig{Buffer: 16, Page: 16, Ring: 64, SlowAfter: time.Minute}, 2)
 	feeds := newPollFeeds()
 	user := f.users[1]
-	a := &PollFeed{sub: f.hub.Subscribe(user, 1), userID: user, base: 1}
-	b := &PollFeed{sub: f.hub.Subscribe(user, 1), userID: user, base: 1}
+	a := &PollFeed{sub: subscribe(f.hub, user, f.created), userID: user, base: f.created}
+	b := &PollFeed{sub: subscribe(f.hub, user, f.created), userID: user, base: f.created}
 	feeds.keep("s", a)
 	feeds.keep("s", b)
 	select {
-	case <-a.Done():
+	case <-a.sub.Done():
 	default:
 		t.Fatal("the replaced feed was left open")
 	}
@@ -116,15 +111,15 @@ func TestPollFeedsExpireAndReplace(t *testing.T) {
 		t.Fatal("an idle feed was kept")
 	}
 	select {
-	case <-b.Done():
+	case <-b.sub.Done():
 	default:
 		t.Fatal("the expired feed was left open")
 	}
 	// A feed whose subscription the hub ended continues nothing.
-	c := &PollFeed{sub: f.hub.Subscribe(user, 1), userID: user, base: 1}
+	c := &PollFeed{sub: subscribe(f.hub, user, f.created), userID: user, base: f.created}
 	feeds.keep("s", c)
 	f.hub.close()
-	if feeds.take("s", user, 1) != nil {
+	if feeds.take("s", user, f.created) != nil {
 		t.Fatal("a feed of a closed hub was handed out")
 	}
 }

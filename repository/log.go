@@ -228,7 +228,7 @@ func (s *Store) ReadLog(ctx context.Context, after Position, limit int, known []
 		// smaller one has committed or rolled back.
 		q := s.db.NewSelect().Model(&evs).Where("id > ?", after.ID).Order("id").Limit(int64(limit))
 		if len(known) > 0 {
-			q = q.ExcludeColumn("data").ColumnExpr("CASE WHEN id IN (?) THEN '' ELSE data END AS data", bun.In(known))
+			q = q.ExcludeColumn("data").ColumnExpr("CASE WHEN id IN (?) THEN '' ELSE data END AS data", bun.List(known))
 		}
 		err = q.Scan(ctx)
 	}

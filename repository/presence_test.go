@@ -47,20 +47,20 @@ func TestPresenceMaxMembers(t *testing.T) {
 					t.Fatalf("%s: ann shares presence with %v (online %v), want %v", why, got, online, want)
 				}
 			}
-			g, _, err := store.CreateGroup(ctx, ann, []string{ben, cat}, nil, 10)
+			g, err := store.CreateGroup(ctx, ann, []string{ben, cat}, nil, 10)
 			if err != nil {
 				t.Fatal(err)
 			}
 			check("a group of three", ben, cat)
-			if _, _, err := store.AddMember(ctx, ann, g.ID, dan, 10); err != nil {
+			if _, err := store.AddMember(ctx, ann, g.ID, dan, 10); err != nil {
 				t.Fatal(err)
 			}
 			check("the group grew to four")
-			if _, _, _, err := store.CreateDirect(ctx, ann, dan); err != nil {
+			if _, _, err := store.CreateDirect(ctx, ann, dan); err != nil {
 				t.Fatal(err)
 			}
 			check("a direct conversation with dan", dan)
-			if _, err := store.RemoveMember(ctx, cat, g.ID, cat); err != nil {
+			if err := store.RemoveMember(ctx, cat, g.ID, cat); err != nil {
 				t.Fatal(err)
 			}
 			check("cat left: three again", ben, dan)

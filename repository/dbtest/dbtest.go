@@ -97,6 +97,37 @@ func Schema(tb testing.TB) (name, dsn string) {
 	return name, u.String()
 }
 
+// Database creates a fresh, empty database on the test server, drops it
+// (with whoever is still connected) at cleanup, and returns its URL. Tests
+// of what happens across the databases of one cluster use it.
+func Database(tb testing.TB) (dsn string) {
+	tb.Helper()
+	RequirePostgres(tb)
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "confab_t_" + hex.EncodeToString(b)
+	admin, err := sql.Open("pgx", PostgresURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+		admin.Close()
+		tb.Fatalf("create database: %v", err)
+	}
+	tb.Cleanup(func() {
+		defer admin.Close()
+		if _, err := admin.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
+			tb.Logf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(PostgresURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
 // Options says where a fresh store of dialect lives: a Postgres URL with its
 // own schema, or a SQLite file in a temporary directory.
 func Options(tb testing.TB, dialect string) repository.Options {
@@ -137,12 +168,12 @@ func OpenWith(tb testing.TB, opts repository.Options) *repository.Store {
 // order that makes a dump deterministic.
 var snapshotTables = []struct{ name, order string }{
 	{"users", "id"},
-	{"streams", "user_id"},
 	{"refresh_tokens", "id"},
 	{"conversations", "id"},
 	{"members", "conversation_id, user_id"},
 	{"messages", "id"},
-	{"events", "user_id, seq"},
+	{"log", "xid, id"},
+	{"memberships", "user_id, conversation_id, join_xid, join_id"},
 }
 
 // Snapshot dumps every row of the client-data tables as text. Two equal
