@@ -164,6 +164,8 @@ type sseWriter struct {
 	// and goes back there, so an idle stream holds no buffer at all.
 	buf     *bytes.Buffer
 	timeout time.Duration
+	// deadline is the write deadline last set on the connection.
+	deadline time.Time
 }
 
 // sseBuffers are the streams' frame buffers, shared: thousands of idle
@@ -241,11 +243,17 @@ func (w *sseWriter) comment(text string) {
 	buf.WriteString("\n\n")
 }
 
-// flush writes what is buffered under a per-write deadline: a client that
+// flush writes what is buffered under a write deadline: a client that
 // stops reading is cut off instead of holding the handler forever.
 func (w *sseWriter) flush() error {
 	buf := w.b()
-	w.rc.SetWriteDeadline(time.Now().Add(w.timeout)) //nolint:errcheck // best effort
+	// Every write gets at least half the timeout: the deadline moves only
+	// when less than that is left, not on every write (setting it was a
+	// tenth of a busy stream's CPU).
+	if now := time.Now(); w.deadline.Sub(now) < w.timeout/2 {
+		w.deadline = now.Add(w.timeout)
+		w.rc.SetWriteDeadline(w.deadline) //nolint:errcheck // best effort
+	}
 	_, err := w.w.Write(buf.Bytes())
 	w.buf = nil
 	if buf.Cap() <= maxPooled {
