@@ -48,16 +48,6 @@ func (l *limiters) getLocked(key string, now time.Time) *bucket {
 	return b
 }
 
-// retryAfterLocked is how many whole seconds until b has a token.
-func retryAfterLocked(b *bucket, now time.Time) int {
-	r := b.lim.ReserveN(now, 1)
-	defer r.CancelAt(now)
-	if !r.OK() {
-		return 60
-	}
-	return max(1, int(math.Ceil(r.DelayFrom(now).Seconds())))
-}
-
 // allow takes one token for key, or says how many seconds until one is free.
 func (l *limiters) allow(key string) (ok bool, retryAfter int) { return l.allowN(key, 1) }
 

@@ -57,10 +57,11 @@ func positionProxy(t *testing.T, upstream string, buffered bool) (*httptest.Serv
 		t.Fatal(err)
 	}
 	sent := &syncBuffer{} // every position the client sent back, one a line
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	direct := proxy.Director
-	proxy.Director = func(req *http.Request) {
-		direct(req)
+	proxy := &httputil.ReverseProxy{}
+	proxy.Rewrite = func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.Host = pr.In.Host
+		req := pr.Out
 		q := req.URL.Query()
 		for _, k := range []string{"last_event_id", "cursor"} {
 			if v := q.Get(k); v != "" {
