@@ -8,6 +8,16 @@ import (
 	"github.com/confab-chat/confab/repository"
 )
 
+// An answer holds at most maxPollBatch events and stops growing past
+// maxPollBytes of event data: the client polls again from its cursor for
+// the rest, and a big answer is not written under one write deadline.
+const (
+	maxPollBatch = 500
+	maxPollBytes = 1 << 20
+)
+
+func full(out []*Event, size int) bool { return len(out) >= maxPollBatch || size >= maxPollBytes }
+
 // maxCatchUpWait bounds how long a poll waits for events known to exist
 // (its subscription catching up), whatever its timeout.
 const maxCatchUpWait = 10 * time.Second
@@ -149,6 +159,13 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	typing := false
+	size := 0
+	for i, ev := range out {
+		if full(out[:i], size) {
+			return out[:i]
+		}
+		size += len(ev.Data)
+	}
 	for {
 		// What is queued is taken before anything else, so a poll with
 		// timeout 0 answers with it rather than racing its timer.
@@ -158,16 +175,21 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 				continue // presence is not part of a poll's answer
 			}
 			// Kept in the feed before anything can end the poll: an event
-			// read is never dropped.
+			// read is never dropped. One that does not fit this answer is
+			// the next poll's first (the feed's backlog).
 			f.taken = append(f.taken, ev)
+			if full(out, size) {
+				continue
+			}
 			out = append(out, ev)
+			size += len(ev.Data)
 			delivered.Inc()
 			if !ev.At.IsZero() {
 				m.Lag.Observe(time.Since(ev.At).Seconds())
 			}
 		}
 		f.sub.Received()
-		if catching == nil && (len(out) > 0 || typing) {
+		if full(out, size) || (catching == nil && (len(out) > 0 || typing)) {
 			return out
 		}
 		select {
