@@ -35,9 +35,9 @@ func (s *Server) poll(c *gin.Context) {
 		return
 	}
 	c.Header("Cache-Control", "no-store")
-	// The answer may come a minute after the request: its write gets a
-	// deadline of its own, like a stream's.
-	http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout)) //nolint:errcheck // best effort
+	// The answer may come a minute after the request: its write gets the
+	// deadline any other response gets, from now.
+	http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)) //nolint:errcheck // best effort
 	buf := pollBuffers.Get().(*bytes.Buffer)
 	defer pollBuffers.Put(buf)
 	buf.Reset()
