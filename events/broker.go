@@ -114,6 +114,9 @@ func New(cfg Config, store *repository.Store, log *slog.Logger, reg prometheus.R
 
 // Start runs the background loops until Stop.
 func (b *Broker) Start(ctx context.Context) error {
+	if err := b.store.CheckLogPositions(ctx); err != nil {
+		return err
+	}
 	if err := b.hub.start(ctx); err != nil {
 		return err
 	}

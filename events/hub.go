@@ -145,6 +145,9 @@ func (h *Hub) Subscribe(userID string, after, until repository.Position) *Subscr
 	return s
 }
 
+// maxOwn bounds the own events the hub holds until the tail reaches them.
+const maxOwn = 10000
+
 // Committed takes the events a transaction on this node just committed:
 // they are handed to subscribers when the tail reaches their positions,
 // which it does without reading their data back.
@@ -152,7 +155,9 @@ func (h *Hub) Committed(evs []repository.LogEvent) {
 	h.mu.Lock()
 	for i := range evs {
 		ev := newEvent(&evs[i])
-		if h.tail.Less(ev.Pos) {
+		// Past maxOwn (the tail is held back: a long transaction), the
+		// rest are read back with their data like anyone's.
+		if h.tail.Less(ev.Pos) && len(h.own) < maxOwn {
 			h.own[evs[i].ID] = ev
 			if h.want.Less(ev.Pos) {
 				h.want = ev.Pos
@@ -286,8 +291,7 @@ func (h *Hub) offerLocked(s *Subscription, ev *Event) bool {
 		s.cursor = ev.Pos
 		return true
 	}
-	s.live = false
-	s.behind.Store(true)
+	s.live = false // push marked s behind
 	if s.behindSince.IsZero() {
 		s.behindSince = time.Now()
 	}
@@ -325,17 +329,6 @@ func (h *Hub) removeLocked(s *Subscription, why error) {
 			}
 		}
 	}
-}
-
-// Users returns the users with local subscribers.
-func (h *Hub) Users() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]string, 0, len(h.users))
-	for u := range h.users {
-		out = append(out, u)
-	}
-	return out
 }
 
 // Publish hands an ephemeral event to the local subscribers of users. It

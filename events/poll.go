@@ -16,6 +16,12 @@ const (
 	maxPollBytes = 1 << 20
 )
 
+// maxKeptTaken bounds what a kept feed holds for its session's next polls:
+// a client that keeps asking from the same cursor would make it grow for
+// ever. Past it the feed is closed; the next poll catches up from the
+// database.
+const maxKeptTaken = 4 * maxPollBatch
+
 func full(out []*Event, size int) bool { return len(out) >= maxPollBatch || size >= maxPollBytes }
 
 // maxCatchUpWait bounds how long a poll waits for events known to exist
@@ -97,7 +103,7 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 		// again as soon as it reads it. Only a client that came back with
 		// its session shows it will; the feed of any other poll (a one-off
 		// catch-up, a client without session_id) is closed.
-		if sessionID == req.SessionID && b.cfg.PollHold > 0 {
+		if sessionID == req.SessionID && b.cfg.PollHold > 0 && len(feed.taken) <= maxKeptTaken {
 			b.feeds.keep(sessionID, feed)
 		} else {
 			feed.Close()

@@ -73,10 +73,17 @@ func (s *Subscription) queued() int {
 	return len(s.q)
 }
 
-// push queues ev unless bufSize events already wait; hub.mu is held.
+// push queues ev unless bufSize events already wait; hub.mu is held. A
+// durable event that does not fit marks s behind.
 func (s *Subscription) push(ev *Event, bufSize int) bool {
 	s.qmu.Lock()
 	if len(s.q) >= bufSize {
+		if ev.Durable() {
+			// Under qmu: a consumer that takes the queue after this sees
+			// behind in Received and has the hub resume it. (Set after
+			// qmu, a consumer could drain in between and never say so.)
+			s.behind.Store(true)
+		}
 		s.qmu.Unlock()
 		return false
 	}

@@ -235,6 +235,30 @@ func (s *Store) ReadLog(ctx context.Context, after Position, limit int, known []
 	return evs, err
 }
 
+// ErrLogAhead: the log holds positions from transaction ids this database
+// has not reached (it was restored from a dump, or moved to a new cluster by
+// logical replication). New events would sort before them and never be
+// delivered; see CheckLogPositions.
+var ErrLogAhead = errors.New("repository: the event log's positions are ahead of this database's transaction ids")
+
+// CheckLogPositions refuses a log whose positions are ahead of the
+// database's transaction ids (ErrLogAhead): the node must not serve on it.
+// The README says how to rebase the log.
+func (s *Store) CheckLogPositions(ctx context.Context) error {
+	if !s.IsPostgres() {
+		return nil
+	}
+	var ahead bool
+	err := s.db.NewRaw(`SELECT COALESCE((SELECT max(xid) FROM log), 0) >= pg_current_xact_id()::text::bigint`).Scan(ctx, &ahead)
+	if err != nil {
+		return err
+	}
+	if ahead {
+		return ErrLogAhead
+	}
+	return nil
+}
+
 // headWait bounds how long LogHead waits for the last event stored to
 // become final.
 const headWait = 2 * time.Second
@@ -334,54 +358,75 @@ func (s *Store) LogBounds(ctx context.Context) (floor, last Position, err error)
 // within the user's membership spans. How a subscriber that resumes from
 // further back than its node remembers catches up: one indexed query.
 func (s *Store) UserEvents(ctx context.Context, userID string, after, upTo Position, limit int) ([]LogEvent, error) {
-	evs := []LogEvent{}
-	err := s.db.NewRaw(`SELECT l.id, l.xid, l.conversation_id, l.type, l.data, l.created_at
-		FROM memberships AS m
-		JOIN log AS l ON l.conversation_id = m.conversation_id
-			AND (l.xid, l.id) > (?, ?) AND (l.xid, l.id) <= (?, ?)
+	// Postgres reads at most limit rows per conversation, each through
+	// the (conversation_id, xid, id) index, and merges them; SQLite, which
+	// has no LATERAL, joins and sorts.
+	events := `JOIN log AS l ON l.conversation_id = m.conversation_id`
+	if s.IsPostgres() {
+		events = `JOIN LATERAL (SELECT * FROM log AS l WHERE l.conversation_id = m.conversation_id
+			AND (l.xid, l.id) > (?0, ?1) AND (l.xid, l.id) <= (?2, ?3)
 			AND (l.xid, l.id) >= (m.join_xid, m.join_id)
 			AND (m.left_id IS NULL OR (l.xid, l.id) <= (m.left_xid, m.left_id))
-		WHERE m.user_id = ? AND (m.left_id IS NULL OR (m.left_xid, m.left_id) > (?, ?))
-		ORDER BY l.xid, l.id LIMIT ?`,
+			ORDER BY l.xid, l.id LIMIT ?7) AS l ON true`
+	}
+	evs := []LogEvent{}
+	err := s.db.NewRaw(`SELECT l.id, l.xid, l.conversation_id, l.type, l.data, l.created_at
+		FROM memberships AS m `+events+`
+		WHERE m.user_id = ?4 AND (m.left_id IS NULL OR (m.left_xid, m.left_id) > (?5, ?6))
+			AND (l.xid, l.id) > (?0, ?1) AND (l.xid, l.id) <= (?2, ?3)
+			AND (l.xid, l.id) >= (m.join_xid, m.join_id)
+			AND (m.left_id IS NULL OR (l.xid, l.id) <= (m.left_xid, m.left_id))
+		ORDER BY l.xid, l.id LIMIT ?7`,
 		after.XID, after.ID, upTo.XID, upTo.ID, userID, after.XID, after.ID, limit).Scan(ctx, &evs)
 	return evs, err
 }
 
+// pruneBatch is how many log rows one pruning statement deletes: each is
+// its own short transaction, so pruning never holds the horizon (and every
+// node's delivery) back for long.
+const pruneBatch = 5000
+
 // PruneLog deletes the events older than before. It removes a prefix of
 // the log in position order, up to the first event still within retention
-// (created_at is not strictly in position order), and records where it cut:
-// a cursor below that floor gets a reset. Membership spans that ended
-// before the floor go too.
+// (created_at is not strictly in position order). It records the floor
+// first, so that a cursor into the prefix gets a reset before any row of
+// it goes, then deletes in short batches, then the membership spans that
+// ended before the floor.
 func (s *Store) PruneLog(ctx context.Context, before time.Time) (int64, error) {
+	var keep []LogEvent
+	if err := s.db.NewSelect().Model(&keep).Column("xid", "id").Where("created_at >= ?", before).
+		Order("xid", "id").Limit(1).Scan(ctx); err != nil {
+		return 0, err
+	}
+	var floor Position
+	q := s.db.NewSelect().Model((*LogEvent)(nil)).Column("xid", "id").Order("xid DESC", "id DESC").Limit(1)
+	if len(keep) > 0 {
+		q = q.Where("(xid, id) < (?, ?)", keep[0].XID, keep[0].ID)
+	}
+	if err := q.Scan(ctx, &floor.XID, &floor.ID); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil // nothing to prune
+		}
+		return 0, err
+	}
+	if _, err := s.db.NewUpdate().Model((*setting)(nil)).Set("value = ?", floor.String()).
+		Where("key = 'log_floor'").Exec(ctx); err != nil {
+		return 0, err
+	}
 	var n int64
-	err := s.tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		var keep []LogEvent
-		if err := tx.NewSelect().Model(&keep).Column("xid", "id").Where("created_at >= ?", before).
-			Order("xid", "id").Limit(1).Scan(ctx); err != nil {
-			return err
-		}
-		var floor Position
-		q := tx.NewSelect().Model((*LogEvent)(nil)).Column("xid", "id").Order("xid DESC", "id DESC").Limit(1)
-		if len(keep) > 0 {
-			q = q.Where("(xid, id) < (?, ?)", keep[0].XID, keep[0].ID)
-		}
-		if err := q.Scan(ctx, &floor.XID, &floor.ID); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil // nothing to prune
-			}
-			return err
-		}
-		res, err := tx.NewDelete().Model((*LogEvent)(nil)).Where("(xid, id) <= (?, ?)", floor.XID, floor.ID).Exec(ctx)
+	for {
+		res, err := s.db.NewDelete().Model((*LogEvent)(nil)).Where(`id IN (SELECT id FROM log
+			WHERE (xid, id) <= (?, ?) ORDER BY xid, id LIMIT ?)`, floor.XID, floor.ID, pruneBatch).Exec(ctx)
 		if err != nil {
-			return err
+			return n, err
 		}
-		n, _ = res.RowsAffected()
-		if _, err := tx.NewDelete().Model((*membership)(nil)).
-			Where("left_id IS NOT NULL AND (left_xid, left_id) <= (?, ?)", floor.XID, floor.ID).Exec(ctx); err != nil {
-			return err
+		m, _ := res.RowsAffected()
+		n += m
+		if m < pruneBatch {
+			break
 		}
-		_, err = tx.NewUpdate().Model((*setting)(nil)).Set("value = ?", floor.String()).Where("key = 'log_floor'").Exec(ctx)
-		return err
-	})
+	}
+	_, err := s.db.NewDelete().Model((*membership)(nil)).
+		Where("left_id IS NOT NULL AND (left_xid, left_id) <= (?, ?)", floor.XID, floor.ID).Exec(ctx)
 	return n, err
 }

@@ -2,6 +2,7 @@ package repository_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -135,5 +136,30 @@ func TestEventStoredOnce(t *testing.T) {
 				t.Fatalf("LogHead %v (%v) past the last event %v", head, err, last)
 			}
 		})
+	}
+}
+
+// TestCheckLogPositions: a log whose positions are ahead of the database's
+// transaction ids (a restore from a dump) is refused, not served on with
+// new events sorting before old ones.
+func TestCheckLogPositions(t *testing.T) {
+	store := dbtest.Open(t, "postgres")
+	ctx := context.Background()
+	if err := store.CheckLogPositions(ctx); err != nil {
+		t.Fatalf("an empty log: %v", err)
+	}
+	if _, err := store.DB().ExecContext(ctx, `INSERT INTO log (xid, conversation_id, type, data, created_at)
+		VALUES (pg_current_xact_id()::text::bigint - 1, 'c', 'read', '{}', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CheckLogPositions(ctx); err != nil {
+		t.Fatalf("a log below the database's transaction ids: %v", err)
+	}
+	if _, err := store.DB().ExecContext(ctx, `INSERT INTO log (xid, conversation_id, type, data, created_at)
+		VALUES (pg_current_xact_id()::text::bigint + 1000000, 'c', 'read', '{}', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CheckLogPositions(ctx); !errors.Is(err, repository.ErrLogAhead) {
+		t.Fatalf("a log ahead of the database's transaction ids: %v", err)
 	}
 }
