@@ -58,6 +58,12 @@ func (s *Server) events(c *gin.Context) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
+	if c.Request.ProtoMajor == 1 {
+		// No chunked encoding: the body ends when the connection does,
+		// as the EventSource spec suggests, and net/http writes each
+		// flush as it is instead of framing it as a chunk.
+		h.Set("Transfer-Encoding", "identity")
+	}
 	c.Status(http.StatusOK)
 	// The server's ReadTimeout would end the stream: a stream reads nothing
 	// after its headers.
