@@ -59,7 +59,11 @@ func (s *Store) SendMessage(ctx context.Context, me, convID, body string, client
 // current last_seq, moves the sender's read marker to the new seq (no
 // marker moves for a non-member, and then nothing is written: the statement
 // returns no row), inserts the message, makes it the conversation's last,
-// and appends message.created with the seq spliced into its data.
+// and appends message.created with the seq spliced into its data. A
+// sender who is not a member in the statement's snapshot gets 404: the send
+// counts as made before any membership change still in flight.
+// last_activity_at only moves forward: m's time was read before the
+// statement waited for the lock.
 func (s *Store) sendPG(ctx context.Context, m *Message) (LogEvent, error) {
 	ev := LogEvent{ConversationID: m.ConversationID, Type: EventMessageCreated, CreatedAt: m.CreatedAt}
 	before, after := MessageData(m)
@@ -114,7 +118,7 @@ const SendStatementPG = `WITH k AS MATERIALIZED (SELECT 1 AS k FROM pg_advisory_
 		r AS (UPDATE members SET read_seq = c.seq FROM c WHERE conversation_id = $2 AND user_id = $3 RETURNING c.seq),
 		m AS (INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_msg_id, created_at)
 			SELECT $1, $2, $3, r.seq, $4, $5, $6 FROM r RETURNING seq),
-		u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = $6 FROM m WHERE id = $2),
+		u AS (UPDATE conversations SET last_seq = m.seq, last_message_id = $1, last_activity_at = GREATEST(last_activity_at, $6) FROM m WHERE id = $2),
 		l AS (INSERT INTO log (conversation_id, type, data, created_at)
 			SELECT $2, 'message.created', $7 || m.seq::text || $8, $6 FROM m RETURNING id, xid)
 		SELECT m.seq, l.id, l.xid FROM m, l`
