@@ -109,3 +109,22 @@ func TestNewContactsLearnPresence(t *testing.T) {
 		online(streams[bob.ID], carol)
 	})
 }
+
+// TestStreamIsCloseDelimited: an HTTP/1.1 stream is not chunked (its body
+// ends with the connection), so each flush reaches the client as written.
+func TestStreamIsCloseDelimited(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		bob := e.register("bob")
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", e.url+"/v1/events", nil)
+		req.Header.Set("Authorization", "Bearer "+bob.Token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK || len(res.TransferEncoding) != 0 || res.ContentLength != -1 || !res.Close {
+			t.Fatalf("status %d, transfer encoding %v, length %d, close %v", res.StatusCode, res.TransferEncoding, res.ContentLength, res.Close)
+		}
+	})
+}

@@ -72,20 +72,18 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 	// session's last poll kept. A session that ended takes its feed with
 	// it: the poll starts afresh.
 	var feed *PollFeed
-	if req.Cursor != "" && req.SessionID != "" {
-		if p, err := repository.ParsePosition(req.Cursor); err == nil {
-			feed = b.feeds.take(req.SessionID, req.UserID, p)
-		}
-	}
-	if feed != nil && sessionID != req.SessionID {
-		feed.Close()
-		feed = nil
-	}
 	var from, last repository.Position
-	if feed != nil {
-		from, _ = repository.ParsePosition(req.Cursor)
-	} else if from, last, ans.Reset, err = b.resume(ctx, req.Cursor); err != nil {
-		return nil, err
+	if p, err := repository.ParsePosition(req.Cursor); err == nil && req.SessionID != "" {
+		if feed = b.feeds.take(req.SessionID, req.UserID, p); feed != nil && sessionID != req.SessionID {
+			feed.Close()
+			feed = nil
+		}
+		from = p
+	}
+	if feed == nil {
+		if from, last, ans.Reset, err = b.resume(ctx, req.Cursor); err != nil {
+			return nil, err
+		}
 	}
 	ans.Cursor = from.String()
 	if req.Cursor != "" && !ans.Reset {

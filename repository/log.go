@@ -296,6 +296,24 @@ func (s *Store) LogHead(ctx context.Context) (Position, error) {
 // logHead returns the last final position and the last stored one (both
 // the floor when nothing is kept).
 func (s *Store) logHead(ctx context.Context) (head, last Position, err error) {
+	_, head, last, err = s.logEnds(ctx, true)
+	return head, last, err
+}
+
+// LogBounds returns what a resuming cursor must lie between: the floor
+// retention cut the log at (the events after it are all kept) and the last
+// event stored (the floor when pruning left nothing after it). A cursor
+// outside them cannot be continued.
+func (s *Store) LogBounds(ctx context.Context) (floor, last Position, err error) {
+	floor, _, last, err = s.logEnds(ctx, false)
+	return floor, last, err
+}
+
+// logEnds reads, in one statement, the floor, the last event stored and,
+// with final, the last final one (below the horizon on Postgres; the floor
+// without final). Head and last are the floor when nothing after it is
+// kept.
+func (s *Store) logEnds(ctx context.Context, final bool) (floor, head, last Position, err error) {
 	var row struct {
 		Floor   string `bun:"floor"`
 		HeadXID *int64 `bun:"head_xid"`
@@ -303,54 +321,36 @@ func (s *Store) logHead(ctx context.Context) (head, last Position, err error) {
 		LastXID *int64 `bun:"last_xid"`
 		LastID  *int64 `bun:"last_id"`
 	}
-	final := "true"
-	if s.IsPostgres() {
-		final = "l.xid < " + horizonPG
+	headQuery := "SELECT NULL::bigint AS xid, NULL::bigint AS id"
+	if !s.IsPostgres() {
+		headQuery = "SELECT NULL AS xid, NULL AS id"
+	}
+	if final {
+		below := "true"
+		if s.IsPostgres() {
+			below = "l.xid < " + horizonPG
+		}
+		headQuery = "SELECT l.xid, l.id FROM log AS l WHERE " + below + " ORDER BY l.xid DESC, l.id DESC LIMIT 1"
 	}
 	err = s.db.NewRaw(`SELECT (SELECT value FROM settings WHERE key = 'log_floor') AS floor,
 			h.xid AS head_xid, h.id AS head_id, l.xid AS last_xid, l.id AS last_id
 		FROM (SELECT 1) AS one
-		LEFT JOIN (SELECT l.xid, l.id FROM log AS l WHERE `+final+` ORDER BY l.xid DESC, l.id DESC LIMIT 1) AS h ON true
+		LEFT JOIN (`+headQuery+`) AS h ON true
 		LEFT JOIN (SELECT xid, id FROM log ORDER BY xid DESC, id DESC LIMIT 1) AS l ON true`).Scan(ctx, &row)
 	if err != nil {
-		return head, last, err
+		return floor, head, last, err
 	}
-	floor, err := ParsePosition(row.Floor)
-	if err != nil {
-		return head, last, fmt.Errorf("repository: log floor %q: %w", row.Floor, err)
+	if floor, err = ParsePosition(row.Floor); err != nil {
+		return floor, head, last, fmt.Errorf("repository: log floor %q: %w", row.Floor, err)
 	}
 	head, last = floor, floor
 	if row.HeadID != nil {
 		head = Position{*row.HeadXID, *row.HeadID}
 	}
-	if row.LastID != nil {
+	if row.LastID != nil && floor.Less(Position{*row.LastXID, *row.LastID}) {
 		last = Position{*row.LastXID, *row.LastID}
 	}
-	return head, last, nil
-}
-
-// LogBounds returns what a resuming cursor must lie between: the floor
-// retention cut the log at (the events after it are all kept) and the last
-// event stored. A cursor outside them cannot be continued.
-func (s *Store) LogBounds(ctx context.Context) (floor, last Position, err error) {
-	var row struct {
-		Floor string `bun:"floor"`
-		XID   *int64 `bun:"xid"`
-		ID    *int64 `bun:"id"`
-	}
-	err = s.db.NewRaw(`SELECT (SELECT value FROM settings WHERE key = 'log_floor') AS floor, l.xid, l.id
-		FROM (SELECT 1) AS one LEFT JOIN (SELECT xid, id FROM log ORDER BY xid DESC, id DESC LIMIT 1) AS l ON true`).Scan(ctx, &row)
-	if err != nil {
-		return floor, last, err
-	}
-	if floor, err = ParsePosition(row.Floor); err != nil {
-		return floor, last, fmt.Errorf("repository: log floor %q: %w", row.Floor, err)
-	}
-	last = floor // pruning may have left nothing after it
-	if row.ID != nil && floor.Less(Position{*row.XID, *row.ID}) {
-		last = Position{*row.XID, *row.ID}
-	}
-	return floor, last, nil
+	return floor, head, last, nil
 }
 
 // UserEvents returns up to limit events of userID's stream after `after`
