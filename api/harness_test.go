@@ -33,6 +33,7 @@ type env struct {
 	store  *repository.Store
 	broker *events.Broker
 	srv    *api.Server
+	hs     *http.Server
 	stop   func() // stops the node as SIGTERM would (idempotent)
 	logs   *syncBuffer
 	url    string
@@ -102,11 +103,12 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			hs.Shutdown(ctx)
+			srv.CloseStreams(ctx)
 			broker.Stop()
 		})
 	}
 	t.Cleanup(stop)
-	return &env{t: t, store: store, broker: broker, srv: srv, stop: stop, logs: logs, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
+	return &env{t: t, store: store, broker: broker, srv: srv, hs: hs, stop: stop, logs: logs, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
 }
 
 func randomHex(n int) string {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -18,9 +19,13 @@ import (
 )
 
 const (
-	ctxRequestID = "confab.request_id"
-	ctxUserID    = "confab.user_id"
-	ctxTokenExp  = "confab.token_exp"
+	ctxRequestID    = "confab.request_id"
+	ctxRequestStart = "confab.request_start"
+	ctxUserID       = "confab.user_id"
+	ctxTokenExp     = "confab.token_exp"
+	// ctxStreamLogged: the request is a stream that logs its own line
+	// when it ends (see takeOver).
+	ctxStreamLogged = "confab.stream_logged"
 )
 
 func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
@@ -40,20 +45,38 @@ func (s *Server) requestLog(c *gin.Context) {
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-Id", id)
 	start := time.Now()
+	c.Set(ctxRequestStart, start)
 	c.Next()
+	if c.GetBool(ctxStreamLogged) {
+		return
+	}
+	s.logRequest(requestLine{
+		id: id, method: c.Request.Method, path: c.Request.URL.Path,
+		query: redactQuery(c.Request.URL.RawQuery), userID: userID(c), start: start,
+	}, c.Writer.Status())
+}
+
+// requestLine is what a request's log line says besides its status.
+type requestLine struct {
+	id, method, path, query, userID string
+	start                           time.Time
+}
+
+func (s *Server) logRequest(r requestLine, status int, extra ...slog.Attr) {
 	level := slog.LevelInfo
-	if c.Writer.Status() >= 500 {
+	if status >= 500 {
 		level = slog.LevelError
 	}
-	s.log.LogAttrs(c.Request.Context(), level, "request",
-		slog.String("request_id", id),
-		slog.String("method", c.Request.Method),
-		slog.String("path", c.Request.URL.Path),
-		slog.String("query", redactQuery(c.Request.URL.RawQuery)),
-		slog.Int("status", c.Writer.Status()),
-		slog.Duration("duration", time.Since(start)),
-		slog.String("user_id", userID(c)),
-	)
+	attrs := append([]slog.Attr{
+		slog.String("request_id", r.id),
+		slog.String("method", r.method),
+		slog.String("path", r.path),
+		slog.String("query", r.query),
+		slog.Int("status", status),
+		slog.Duration("duration", time.Since(r.start)),
+		slog.String("user_id", r.userID),
+	}, extra...)
+	s.log.LogAttrs(context.Background(), level, "request", attrs...)
 }
 
 // redactQuery hides secrets that may ride in the query string.

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"context"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -11,7 +12,9 @@ import (
 	confab "github.com/confab-chat/confab"
 	"github.com/confab-chat/confab/events"
 	"github.com/confab-chat/confab/repository"
+	"github.com/confab-chat/confab/sse"
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is what the HTTP layer needs; cmd/confab fills it.
@@ -42,6 +45,11 @@ type Config struct {
 	StreamHeartbeat    time.Duration
 	StreamRetry        time.Duration
 	StreamWriteTimeout time.Duration
+	// StreamPool serves HTTP/1.1 streams from a pool of writers (package
+	// sse; Linux only) instead of a handler goroutine each; StreamWriters
+	// is the pool's size (0: one per CPU).
+	StreamPool    bool
+	StreamWriters int
 	// WriteTimeout bounds writing any other response.
 	WriteTimeout time.Duration
 	// Typing pings allowed per user and conversation: a burst, then one per
@@ -106,6 +114,7 @@ func DefaultConfig() Config {
 		StreamHeartbeat:          15 * time.Second,
 		StreamRetry:              2 * time.Second,
 		StreamWriteTimeout:       10 * time.Second,
+		StreamPool:               true,
 		WriteTimeout:             30 * time.Second,
 		TypingBurst:              5,
 		TypingInterval:           time.Second,
@@ -136,6 +145,11 @@ type Server struct {
 	sendRate   *limiters
 	groupRate  *limiters
 	addRate    *limiters
+	// pool serves HTTP/1.1 streams (nil: every stream is served by its
+	// handler).
+	pool         *sse.Pool
+	openSSE      prometheus.Gauge
+	deliveredSSE prometheus.Counter
 }
 
 // Options are the optional parts of a Server.
@@ -168,6 +182,18 @@ func New(cfg Config, log *slog.Logger, store *repository.Store, broker *events.B
 		s.registers = newLimiters(cfg.RegisterInterval, cfg.RegisterBurst)
 	}
 	s.origins = newOriginCheck(cfg.CORSOrigins, log)
+	s.openSSE = broker.Metrics.Open.WithLabelValues(events.TransportSSE)
+	s.deliveredSSE = broker.Metrics.Delivered.WithLabelValues(events.TransportSSE)
+	if cfg.StreamPool && sse.Supported {
+		var err error
+		s.pool, err = sse.NewPool(sse.Config{
+			Heartbeat: cfg.StreamHeartbeat, WriteTimeout: cfg.StreamWriteTimeout,
+			Writers: cfg.StreamWriters, Delivered: s.delivered,
+		})
+		if err != nil {
+			log.Warn("streams served by their handlers: the stream pool could not start", slog.Any("err", err))
+		}
+	}
 	s.tokens.exists = store.UserExists
 	return s
 }
@@ -218,6 +244,17 @@ func (s *Server) Handler() http.Handler {
 	stream.GET("", s.events)
 	stream.GET("/poll", s.poll)
 	return r
+}
+
+// CloseStreams ends the streams served by the pool (their clients resume
+// elsewhere) and waits until each has closed its session and logged its
+// line, or for ctx. http.Server.Shutdown does not see them: net/http gave
+// their connections up.
+func (s *Server) CloseStreams(ctx context.Context) error {
+	if s.pool == nil {
+		return nil
+	}
+	return s.pool.Shutdown(ctx)
 }
 
 // HTTPServer returns the http.Server to run the handler with. It has no

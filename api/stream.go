@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/confab-chat/confab/events"
+	"github.com/confab-chat/confab/sse"
 	"github.com/gin-gonic/gin"
 )
 
@@ -30,6 +30,11 @@ func (s *Server) streamAuth(c *gin.Context) {
 }
 
 // events serves GET /v1/events: the user's Server-Sent Events stream.
+//
+// A stream over plain HTTP/1.1 is taken over from net/http once its first
+// frames are ready and served by the writer pool (package sse): an idle
+// stream then holds no goroutine and no buffer. Over HTTP/2 (TLS), or with
+// the pool off, the handler serves the stream itself until it ends.
 func (s *Server) events(c *gin.Context) {
 	cursor := c.GetHeader("Last-Event-ID")
 	if cursor == "" {
@@ -46,38 +51,27 @@ func (s *Server) events(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	defer closeSession()
 	sub := s.broker.Subscribe(uid, start)
-	defer sub.Close()
-	open := s.broker.Metrics.Open.WithLabelValues(events.TransportSSE)
-	open.Inc()
-	defer open.Dec()
+	s.openSSE.Inc()
+	// ended undoes the stream's setup, whoever serves it.
+	ended := func() {
+		sub.Close()
+		closeSession()
+		s.openSSE.Dec()
+	}
 
-	w := newSSEWriter(c.Writer, s.cfg.StreamWriteTimeout)
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	if c.Request.ProtoMajor == 1 {
-		// No chunked encoding: the body ends when the connection does,
-		// as the EventSource spec suggests, and net/http writes each
-		// flush as it is instead of framing it as a chunk.
-		h.Set("Transfer-Encoding", "identity")
-	}
-	c.Status(http.StatusOK)
-	// The server's ReadTimeout would end the stream: a stream reads nothing
-	// after its headers.
-	w.rc.SetReadDeadline(time.Time{}) //nolint:errcheck // not supported by every writer; harmless
-
-	marshal := func(v any) []byte { b, _ := json.Marshal(v); return b }
-	w.retry(s.cfg.StreamRetry)
+	first := sse.AppendRetry(nil, s.cfg.StreamRetry)
 	// ready carries the cursor as its id too, so an EventSource that
 	// reconnects by itself before any durable event resumes from here
 	// rather than from whatever the head is then.
-	w.id(start.String())
-	w.event("", events.TypeReady, marshal(gin.H{"cursor": start.String(), "session_id": sessionID}))
+	first = sse.AppendID(first, start.String())
+	first = sse.AppendEvent(first, "", events.TypeReady, marshal(gin.H{"cursor": start.String(), "session_id": sessionID}))
 	if reset {
-		w.event("", events.TypeReset, marshal(gin.H{"cursor": start.String()}))
+		first = sse.AppendEvent(first, "", events.TypeReset, marshal(gin.H{"cursor": start.String()}))
 	}
 	// Presence events only tell changes; a new stream first learns who is
 	// online now.
@@ -85,28 +79,94 @@ func (s *Server) events(c *gin.Context) {
 	if err != nil {
 		s.log.WarnContext(ctx, "presence snapshot", slog.Any("err", err))
 	}
-	// A group of a thousand is a thousand frames: build them in place and
-	// flush as the buffer fills, so the snapshot costs no garbage per frame.
 	var frame []byte
 	for _, u := range online {
 		frame = appendPresence(frame[:0], u)
-		w.event("", events.TypePresence, frame)
-		if w.buffered() >= flushAt && w.flush() != nil {
-			return
-		}
+		first = sse.AppendEvent(first, "", events.TypePresence, frame)
 	}
-	if w.flush() != nil {
-		return
-	}
-
 	// A stream ends with its token; the client reconnects with a fresh one.
 	exp, _ := c.Get(ctxTokenExp)
 	expires := exp.(time.Time)
+
+	if s.pool != nil && c.Request.ProtoMajor == 1 && c.Request.TLS == nil && s.takeOver(c, first, sub, expires, ended) {
+		return
+	}
+	defer ended()
+	s.serveStream(c, first, sub, expires)
+}
+
+func marshal(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// takeOver hijacks the stream's connection from net/http and hands it to
+// the pool with the response head and the first frames. It reports false,
+// having written nothing, when the connection cannot be taken over.
+func (s *Server) takeOver(c *gin.Context, first []byte, sub *events.Subscription, expires time.Time, ended func()) bool {
+	nc, rw, err := http.NewResponseController(c.Writer).Hijack()
+	if err != nil {
+		return false
+	}
+	// Anything the client sent after its request (rw.Reader.Buffered())
+	// is not read: a stream's client has nothing more to say.
+	rw.Writer = nil
+
+	// The body ends when the connection does (no chunked encoding), as
+	// the EventSource spec suggests.
+	h := c.Writer.Header()
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	var head bytes.Buffer
+	head.Grow(512 + len(first))
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	h.Write(&head) //nolint:errcheck // a bytes.Buffer does not fail
+	head.WriteString("\r\n")
+	head.Write(first)
+
+	// The request log's line would come now; the stream logs its own line
+	// when it ends, with how long it lasted and why it ended.
+	c.Set(ctxStreamLogged, true)
+	began, _ := c.Get(ctxRequestStart)
+	line := requestLine{
+		id: requestID(c), method: c.Request.Method, path: c.Request.URL.Path,
+		query: redactQuery(c.Request.URL.RawQuery), userID: userID(c), start: began.(time.Time),
+	}
+	s.pool.Serve(nc, head.Bytes(), sse.Stream{Sub: sub, Expires: expires, End: func(why error) {
+		ended()
+		s.logRequest(line, http.StatusOK, slog.String("ended", endReason(why)))
+	}})
+	return true
+}
+
+// endReason names why a stream ended, for its log line.
+func endReason(why error) string {
+	if why == nil {
+		return "closed"
+	}
+	return why.Error()
+}
+
+// serveStream writes the stream through net/http until it ends: over
+// HTTP/2, or when streams are not served by the pool.
+func (s *Server) serveStream(c *gin.Context, first []byte, sub *events.Subscription, expires time.Time) {
+	w := newSSEWriter(c.Writer, s.cfg.StreamWriteTimeout)
+	if c.Request.ProtoMajor == 1 {
+		// No chunked encoding: the body ends when the connection does,
+		// and net/http writes each flush as it is instead of framing it
+		// as a chunk.
+		c.Writer.Header().Set("Transfer-Encoding", "identity")
+	}
+	c.Status(http.StatusOK)
+	// The server's ReadTimeout would end the stream: a stream reads nothing
+	// after its headers.
+	w.rc.SetReadDeadline(time.Time{}) //nolint:errcheck // not supported by every writer; harmless
+	w.buf = append(w.b(), first...)
+	if w.flush() != nil {
+		return
+	}
 	// One timer serves the heartbeat and the token's expiry: an idle
 	// stream keeps one timer, not two.
 	wake := time.NewTimer(min(s.cfg.StreamHeartbeat, time.Until(expires)))
 	defer wake.Stop()
-	delivered := s.broker.Metrics.Delivered.WithLabelValues(events.TransportSSE)
+	ctx := c.Request.Context()
 	// spare is the small queue slice handed back to the subscription, so a
 	// burst of a few events costs no allocation; a big one is let go.
 	var spare []*events.Event
@@ -119,10 +179,12 @@ func (s *Server) events(c *gin.Context) {
 				continue
 			}
 			// Write everything already queued, then flush once.
+			buf := w.b()
 			for _, ev := range evs {
-				w.event(ev.ID, ev.Type, ev.Data)
-				s.observe(ev, delivered)
+				buf = sse.AppendEvent(buf, ev.ID, ev.Type, ev.Data)
+				s.delivered(ev)
 			}
+			w.buf = buf
 			clear(evs) // the events are not ours to keep alive
 			spare = nil
 			if cap(evs) <= maxSpare {
@@ -137,7 +199,7 @@ func (s *Server) events(c *gin.Context) {
 			if left <= 0 {
 				return
 			}
-			w.comment("ping")
+			w.buf = sse.AppendComment(w.b(), "ping")
 			if w.flush() != nil {
 				return
 			}
@@ -153,22 +215,22 @@ func (s *Server) events(c *gin.Context) {
 // maxSpare is the largest queue slice a stream keeps between bursts.
 const maxSpare = 16
 
-func (s *Server) observe(ev *events.Event, delivered interface{ Inc() }) {
-	delivered.Inc()
+// delivered counts an event written to a stream.
+func (s *Server) delivered(ev *events.Event) {
+	s.deliveredSSE.Inc()
 	if ev.Durable() && !ev.At.IsZero() {
 		s.broker.Metrics.Lag.Observe(time.Since(ev.At).Seconds())
 	}
 }
 
-// sseWriter frames events per the WHATWG EventSource rules. Data is always
-// one line of JSON (encoding/json escapes newlines), so a body holding "\n"
-// or "event:" cannot break a frame.
+// sseWriter writes a stream served by its handler: frames go to a buffer
+// and each flush writes them under a write deadline.
 type sseWriter struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
 	// buf holds the frames until the next flush; it comes from sseBuffers
 	// and goes back there, so an idle stream holds no buffer at all.
-	buf     *bytes.Buffer
+	buf     []byte
 	timeout time.Duration
 	// deadline is the write deadline last set on the connection.
 	deadline time.Time
@@ -176,77 +238,20 @@ type sseWriter struct {
 
 // sseBuffers are the streams' frame buffers, shared: thousands of idle
 // streams must not each keep the buffer of their last burst.
-var sseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var sseBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
-const (
-	// flushAt is where a long run of frames (a presence snapshot) is
-	// flushed before it is complete.
-	flushAt = 16 << 10
-	// maxPooled is the largest buffer given back to the pool.
-	maxPooled = 256 << 10
-)
+// maxPooled is the largest buffer given back to the pool.
+const maxPooled = 256 << 10
 
-func (w *sseWriter) b() *bytes.Buffer {
+func (w *sseWriter) b() []byte {
 	if w.buf == nil {
-		w.buf = sseBuffers.Get().(*bytes.Buffer)
+		w.buf = (*sseBuffers.Get().(*[]byte))[:0]
 	}
 	return w.buf
 }
 
-func (w *sseWriter) buffered() int {
-	if w.buf == nil {
-		return 0
-	}
-	return w.buf.Len()
-}
-
 func newSSEWriter(w http.ResponseWriter, timeout time.Duration) *sseWriter {
 	return &sseWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
-}
-
-func (w *sseWriter) retry(d time.Duration) {
-	buf := w.b()
-	buf.WriteString("retry: ")
-	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), d.Milliseconds(), 10))
-	buf.WriteString("\n\n")
-}
-
-func (w *sseWriter) event(id string, typ string, data []byte) {
-	buf := w.b()
-	if id != "" {
-		w.id(id)
-	}
-	buf.WriteString("event: ")
-	buf.WriteString(typ)
-	buf.WriteString("\ndata: ")
-	// JSON from encoding/json has no raw newline; anything else gets one
-	// data line per line.
-	for {
-		line, rest, more := bytes.Cut(data, []byte("\n"))
-		buf.Write(line)
-		if !more {
-			break
-		}
-		buf.WriteString("\ndata: ")
-		data = rest
-	}
-	buf.WriteString("\n\n")
-}
-
-// id writes an id line for the next event (durable events carry theirs
-// through event).
-func (w *sseWriter) id(id string) {
-	buf := w.b()
-	buf.WriteString("id: ")
-	buf.WriteString(id)
-	buf.WriteByte('\n')
-}
-
-func (w *sseWriter) comment(text string) {
-	buf := w.b()
-	buf.WriteString(": ")
-	buf.WriteString(text)
-	buf.WriteString("\n\n")
 }
 
 // flush writes what is buffered under a write deadline: a client that
@@ -260,11 +265,11 @@ func (w *sseWriter) flush() error {
 		w.deadline = now.Add(w.timeout)
 		w.rc.SetWriteDeadline(w.deadline) //nolint:errcheck // best effort
 	}
-	_, err := w.w.Write(buf.Bytes())
+	_, err := w.w.Write(buf)
 	w.buf = nil
-	if buf.Cap() <= maxPooled {
-		buf.Reset()
-		sseBuffers.Put(buf)
+	if cap(buf) <= maxPooled {
+		buf = buf[:0]
+		sseBuffers.Put(&buf)
 	}
 	if err != nil {
 		return err

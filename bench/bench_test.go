@@ -60,13 +60,15 @@ func startConfab(t *testing.T) string {
 	cfg.RegisterBurst = 0 // every run registers its users from one address
 	// The load tool writes as fast as it is told to, not as one person.
 	cfg.SendsPerSecond, cfg.GroupsPerMinute, cfg.MemberAddsPerMinute = 0, 0, 0
-	hs := api.New(cfg, log, store, broker, api.Options{Metrics: api.MetricsHandler(reg)}).HTTPServer(log)
+	srv := api.New(cfg, log, store, broker, api.Options{Metrics: api.MetricsHandler(reg)})
+	hs := srv.HTTPServer(log)
 	url := serve(t, hs)
 	t.Cleanup(func() {
 		broker.Drain()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		hs.Shutdown(ctx)
+		srv.CloseStreams(ctx)
 		broker.Stop()
 	})
 	return url

@@ -115,7 +115,11 @@ func judge(reps []*Report) []verdict {
 			if ref != nil {
 				m += fmt.Sprintf(" (reference %.1f KB)", ref.RSSPerRecipientKB)
 			}
-			add(atMost(r.Label, "RSS ≤ 32 KB per idle stream", m, c.RSSPerRecipientKB, 32))
+			add(atMost(r.Label, "RSS ≤ 8 KB per idle stream", m, c.RSSPerRecipientKB, 8))
+			add(atMost(r.Label, "stretch: RSS ≤ 5 KB per idle stream", m, c.RSSPerRecipientKB, 5))
+			// 100,000 streams at this cost, above the empty server.
+			projected := c.RSSPerRecipientKB * 100000 / (1 << 20)
+			add(atMost(r.Label, "100,000 idle streams projected < 1 GB", fmt.Sprintf("%.2f GB", projected), projected, 1))
 		case strings.HasPrefix(name, "writes"):
 			add(atLeast(r.Label, "≥ 5,000 messages/s", fmt.Sprintf("%.0f/s", c.WritesPerS), c.WritesPerS, 5000))
 			if ref != nil {
@@ -132,6 +136,7 @@ func judge(reps []*Report) []verdict {
 			add(atMost(r.Label, "POST → frame p50 ≤ 1.5× reference's publish → frame", ratioOf("delivery_p50", "ms", c.Delivery.P50, ref.Delivery.P50), ratio(r, "delivery_p50"), 1.5))
 		case strings.HasPrefix(name, "longpoll") && ref != nil:
 			add(atMost(r.Label, "long-poll p50 ≤ 1.5× SSE's", ratioOf("delivery_p50", "ms", c.Delivery.P50, ref.Delivery.P50), ratio(r, "delivery_p50"), 1.5))
+			add(atMost(r.Label, "long-poll server CPU per delivery ≤ 2× SSE's", ratioOf("cpu_per_delivery", "µs", c.CPUPerDeliveryUS, ref.CPUPerDeliveryUS), ratio(r, "cpu_per_delivery"), 2))
 		}
 		for _, res := range r.columns() {
 			bad := res.Lost + res.Duplicated + res.Disordered

@@ -315,6 +315,7 @@ func (h *Hub) removeLocked(s *Subscription, why error) {
 	}
 	s.ended, s.err = true, why
 	close(s.done)
+	s.wake()
 	delete(h.waiting, s)
 	u := s.u
 	delete(u.subs, s)

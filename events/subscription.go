@@ -27,10 +27,12 @@ type Subscription struct {
 
 	// Events are appended under hub.mu and qmu, and taken under qmu alone,
 	// so a consumer draining its queue never waits for the hub's lock.
-	// ready holds a token whenever q may be non-empty.
-	qmu   sync.Mutex
-	q     []*Event
-	ready chan struct{}
+	// ready holds a token whenever q may be non-empty; a consumer that set
+	// notify is called instead (see Notify).
+	qmu    sync.Mutex
+	q      []*Event
+	ready  chan struct{}
+	notify func()
 	// behind: the hub stopped handing s events because its queue was full.
 	behind atomic.Bool
 
@@ -88,14 +90,50 @@ func (s *Subscription) push(ev *Event, bufSize int) bool {
 		return false
 	}
 	s.q = append(s.q, ev)
+	notify := s.notify
 	s.qmu.Unlock()
 	// After the append: a consumer woken by this token (or by one already
 	// there) takes ev.
+	if notify != nil {
+		notify()
+		return true
+	}
 	select {
 	case s.ready <- struct{}{}:
 	default:
 	}
 	return true
+}
+
+// Notify has f called whenever events are queued and when the
+// subscription ends, instead of a token on Ready: a consumer with no
+// goroutine of its own waiting (a stream served by a writer pool) is woken
+// through it. f is called under the hub's lock and must not block; it is
+// called at once if events already wait or the subscription has ended.
+func (s *Subscription) Notify(f func()) {
+	s.qmu.Lock()
+	s.notify = f
+	pending := len(s.q) > 0
+	s.qmu.Unlock()
+	select {
+	case <-s.done:
+		pending = true
+	default:
+	}
+	if pending {
+		f()
+	}
+}
+
+// wake wakes a consumer that waits through Notify; hub.mu is held and
+// done is closed.
+func (s *Subscription) wake() {
+	s.qmu.Lock()
+	notify := s.notify
+	s.qmu.Unlock()
+	if notify != nil {
+		notify()
+	}
 }
 
 // Done is closed when the hub ends the subscription; Err says why.

@@ -104,13 +104,17 @@ func (m *Main) Run(ctx context.Context) error {
 	// Streams and waiting polls end first (their clients reconnect to
 	// another node and resume from their cursors); then the server stops
 	// accepting and waits for requests in flight, so every write it
-	// accepted commits; the broker stops last, flushing its doorbells.
+	// accepted commits, and for the streams net/http gave up (their
+	// sessions closed); the broker stops last, flushing its doorbells.
 	m.log.Info("shutting down")
 	broker.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownGrace)
 	defer cancel()
 	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if err := srv.CloseStreams(sctx); err != nil {
+		m.log.Warn("streams still closing at the end of the shutdown grace", slog.Any("err", err))
 	}
 	m.log.Info("stopped")
 	return nil

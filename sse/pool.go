@@ -1,0 +1,457 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/confab-chat/confab/events"
+)
+
+// Why a stream served by the pool ended, besides its subscription's Err
+// (slow consumer, too many streams, shutdown) and write errors.
+var (
+	// ErrExpired: the stream's access token expired; the client
+	// reconnects with a fresh one.
+	ErrExpired = errors.New("sse: access token expired")
+	// ErrPeerGone: the client closed or reset the connection, or stopped
+	// acknowledging what was written to it.
+	ErrPeerGone = errors.New("sse: client went away")
+	// ErrWriteTimeout: the client did not take a write within the write
+	// timeout (a slow consumer).
+	ErrWriteTimeout = errors.New("sse: write timed out")
+
+	errPeerClosed = errors.New("end of file")
+)
+
+// Config tunes a Pool.
+type Config struct {
+	// Heartbeat is how often an idle stream gets a comment, which also
+	// shows whether its client is still there.
+	Heartbeat time.Duration
+	// WriteTimeout bounds how long a client may take to accept a write,
+	// and how long written data may stay unacknowledged by its host.
+	WriteTimeout time.Duration
+	// Writers is how many goroutines write the streams (0: one per CPU).
+	Writers int
+	// Delivered is told of every event written to a client (may be nil).
+	Delivered func(*events.Event)
+}
+
+// Pool serves Server-Sent Events streams taken over from net/http.
+//
+// A stream handed to the pool (Serve) keeps no goroutine: its subscription
+// wakes the pool (Subscription.Notify) when events are queued, a timer when
+// a heartbeat is due, and one of a few writer goroutines frames what is
+// queued into its own buffer and writes it to the socket without waiting.
+// A socket that does not take everything at once (its client reads
+// slowly) gets a goroutine of its own for the rest, under the write
+// timeout, and returns to the pool once it is written; a stream that stays
+// behind is ended by its subscription (the hub's slow-consumer cut).
+type Pool struct {
+	cfg Config
+
+	mu    sync.Mutex
+	cond  *sync.Cond
+	queue []*conn // streams to write, from head on
+	head  int
+	conns map[*conn]struct{}
+	// closed: Shutdown began; no stream is taken and writers exit.
+	closed bool
+
+	watch   *watcher // notices clients that went away
+	stop    chan struct{}
+	writers sync.WaitGroup // and the watcher
+	ending  sync.WaitGroup // End callbacks running
+}
+
+// NewPool starts a pool's writers; Shutdown stops them.
+func NewPool(cfg Config) (*Pool, error) {
+	if cfg.Writers <= 0 {
+		cfg.Writers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Delivered == nil {
+		cfg.Delivered = func(*events.Event) {}
+	}
+	w, err := newWatcher()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{cfg: cfg, conns: map[*conn]struct{}{}, watch: w, stop: make(chan struct{})}
+	p.cond = sync.NewCond(&p.mu)
+	for range cfg.Writers {
+		p.writers.Go(p.write)
+	}
+	p.writers.Go(func() { w.run(p.stop) })
+	return p, nil
+}
+
+// Stream is what the pool needs of a stream besides its socket.
+type Stream struct {
+	Sub *events.Subscription
+	// Expires is when the stream's access token expires: the stream ends
+	// then.
+	Expires time.Time
+	// End is called once when the stream has ended and its socket is
+	// closed, with why, on a goroutine of its own (it may do I/O). The
+	// subscription is closed before.
+	End func(why error)
+}
+
+// Serve takes over nc, a connection net/http gave up (hijacked) after
+// reading a stream's request, writes first (the response head and first
+// frames) and serves the stream until it ends. End is called in every case,
+// at once when the stream could not be taken.
+func (p *Pool) Serve(nc net.Conn, first []byte, st Stream) {
+	c := &conn{pool: p, nc: nc, sub: st.Sub, expires: st.Expires, end: st.End}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		p.refuse(c, fmt.Errorf("sse: %T is not a socket", nc))
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err == nil {
+		err = tune(raw, p.cfg.WriteTimeout)
+	}
+	if err != nil {
+		p.refuse(c, err)
+		return
+	}
+	c.raw = raw
+	// The first write is the only one a handler's goroutine makes: it
+	// owns the stream (serving) until it is given back to the writers
+	// below.
+	c.state = serving
+	c.timer = time.AfterFunc(c.nextBeat(time.Now()), c.heartbeat)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.refuse(c, events.ErrShutdown)
+		return
+	}
+	p.conns[c] = struct{}{}
+	p.mu.Unlock()
+	if err := p.watch.add(c); err != nil {
+		c.close(err)
+		return
+	}
+	if err := c.writeOrDrain(newSocket(), first); err != nil {
+		c.close(err)
+		return
+	}
+	c.sub.Notify(c.wake)
+	c.release()
+}
+
+// refuse ends a stream the pool could not take, or no longer serves.
+func (p *Pool) refuse(c *conn, why error) {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.nc.Close()
+	p.ending.Add(1)
+	go func() {
+		defer p.ending.Done()
+		c.sub.Close()
+		c.end(why)
+	}()
+}
+
+// Len is how many streams the pool serves.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// Shutdown ends every stream (their clients reconnect elsewhere and resume
+// from their cursors), stops the writers and waits for the streams' End
+// callbacks, or for ctx.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		close(p.stop)
+	}
+	p.closed = true
+	open := make([]*conn, 0, len(p.conns))
+	for c := range p.conns {
+		open = append(open, c)
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	for _, c := range open {
+		c.close(events.ErrShutdown)
+	}
+	done := make(chan struct{})
+	go func() {
+		p.writers.Wait()
+		p.ending.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue puts c on the writers' queue.
+func (p *Pool) enqueue(c *conn) {
+	p.mu.Lock()
+	p.queue = append(p.queue, c)
+	p.mu.Unlock()
+	p.cond.Signal()
+}
+
+// batch is how many streams a writer takes from the queue at once: a
+// fan-out queues thousands, and one lock per stream would make the
+// writers contend with the hub that queues them.
+const batch = 32
+
+// next waits for streams to write and moves up to batch of them to into;
+// it returns none once the pool is shut down.
+func (p *Pool) next(into []*conn) []*conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.head == len(p.queue) && !p.closed {
+		p.cond.Wait()
+	}
+	if p.closed {
+		return into[:0]
+	}
+	n := min(batch, len(p.queue)-p.head)
+	into = append(into[:0], p.queue[p.head:p.head+n]...)
+	clear(p.queue[p.head : p.head+n])
+	p.head += n
+	if p.head == len(p.queue) {
+		p.queue, p.head = p.queue[:0], 0
+	}
+	return into
+}
+
+// maxBuffer is the largest frame buffer a writer keeps between streams.
+const maxBuffer = 256 << 10
+
+// write is a writer goroutine.
+func (p *Pool) write() {
+	sock := newSocket()
+	var buf []byte
+	var todo []*conn
+	for {
+		todo = p.next(todo)
+		if len(todo) == 0 {
+			return
+		}
+		for i, c := range todo {
+			buf = c.serve(sock, buf[:0])
+			todo[i] = nil
+		}
+		if cap(buf) > maxBuffer {
+			buf = nil
+		}
+	}
+}
+
+// A stream's state, under conn.mu.
+const (
+	idle     = iota // nothing to write: waits for its subscription or timer
+	queued          // on the writers' queue
+	serving         // a writer (or Serve) is writing it
+	draining        // its own goroutine writes what the socket did not take
+	closed
+)
+
+// conn is one stream served by the pool: the socket, the subscription and
+// a few words of state. It holds no buffer while it has nothing to write.
+type conn struct {
+	pool    *Pool
+	nc      net.Conn
+	raw     syscall.RawConn
+	sub     *events.Subscription
+	expires time.Time
+	end     func(error)
+	timer   *time.Timer
+	// watchKey is its key in the pool's watcher.
+	watchKey uint64
+
+	mu    sync.Mutex
+	state uint8
+	// woken: there may be more to write than the writer (or drain) that
+	// holds the stream has seen; beat: a heartbeat is due.
+	woken, beat bool
+	// pending is what the socket did not take, while draining.
+	pending []byte
+}
+
+// wake is the subscription's Notify: events are queued, or it ended.
+func (c *conn) wake() {
+	c.mu.Lock()
+	switch c.state {
+	case idle:
+		c.state = queued
+		c.mu.Unlock()
+		c.pool.enqueue(c)
+		return
+	case serving, draining:
+		c.woken = true
+	}
+	c.mu.Unlock()
+}
+
+// heartbeat is the stream's timer: a heartbeat is due, or the token
+// expired.
+func (c *conn) heartbeat() {
+	c.mu.Lock()
+	c.beat = true
+	c.mu.Unlock()
+	c.wake()
+}
+
+// nextBeat is how long until the next heartbeat or the token's expiry.
+func (c *conn) nextBeat(now time.Time) time.Duration {
+	return max(0, min(c.pool.cfg.Heartbeat, c.expires.Sub(now)))
+}
+
+// release gives the stream back after a writer is done with it: back on
+// the queue if it was woken meanwhile, else idle. A stream that is
+// draining is given back by its drain, a closed one never.
+func (c *conn) release() {
+	c.mu.Lock()
+	switch {
+	case c.state != serving:
+	case c.woken:
+		c.woken = false
+		c.state = queued
+		c.mu.Unlock()
+		c.pool.enqueue(c)
+		return
+	default:
+		c.state = idle
+	}
+	c.mu.Unlock()
+}
+
+// serve writes what is queued for c and, when due, a heartbeat. buf is
+// the writer's frame buffer; serve returns it for the next stream.
+func (c *conn) serve(sock *socket, buf []byte) []byte {
+	c.mu.Lock()
+	if c.state != queued {
+		c.mu.Unlock()
+		return buf
+	}
+	c.state, c.woken = serving, false
+	beat := c.beat
+	c.beat = false
+	c.mu.Unlock()
+
+	select {
+	case <-c.sub.Done():
+		c.close(c.sub.Err())
+		return buf
+	default:
+	}
+	evs := c.sub.Take(nil)
+	for _, ev := range evs {
+		buf = AppendEvent(buf, ev.ID, ev.Type, ev.Data)
+		c.pool.cfg.Delivered(ev)
+	}
+	clear(evs) // the events are shared with other subscribers: let go
+	if beat {
+		now := time.Now()
+		if !now.Before(c.expires) {
+			c.close(ErrExpired)
+			return buf
+		}
+		// A peer that closed the connection is noticed here, not when a
+		// later write fails.
+		if sock.PeerGone(c.raw) {
+			c.close(ErrPeerGone)
+			return buf
+		}
+		buf = AppendComment(buf, "ping")
+		c.timer.Reset(c.nextBeat(now))
+	}
+	if err := c.writeOrDrain(sock, buf); err != nil {
+		c.close(err)
+		return buf
+	}
+	c.sub.Received()
+	c.release()
+	return buf
+}
+
+// writeOrDrain writes b without waiting; what the socket does not take
+// now is copied and written by a goroutine of its own (see drain).
+func (c *conn) writeOrDrain(sock *socket, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	n, err := sock.Write(c.raw, b)
+	if err != nil && !wouldBlock(err) {
+		return fmt.Errorf("%w: %w", ErrPeerGone, err)
+	}
+	if n == len(b) {
+		return nil
+	}
+	c.mu.Lock()
+	if c.state == closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.state = draining
+	c.pending = append([]byte(nil), b[n:]...)
+	c.mu.Unlock()
+	go c.drain()
+	return nil
+}
+
+// drain writes what the socket did not take at once, waiting for the
+// client under the write timeout, then gives the stream back.
+func (c *conn) drain() {
+	c.nc.SetWriteDeadline(time.Now().Add(c.pool.cfg.WriteTimeout)) //nolint:errcheck // a closed conn fails the write
+	_, err := c.nc.Write(c.pending)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) {
+			err = ErrWriteTimeout
+		} else {
+			err = fmt.Errorf("%w: %w", ErrPeerGone, err)
+		}
+		c.close(err)
+		return
+	}
+	// The writers' writes do not wait, and a deadline in the past would
+	// fail them.
+	c.nc.SetWriteDeadline(time.Time{}) //nolint:errcheck // as above
+	c.mu.Lock()
+	c.pending = nil
+	if c.state == draining {
+		c.state = serving
+	}
+	c.mu.Unlock()
+	c.sub.Received()
+	c.release()
+}
+
+// close ends the stream once: the socket is closed (which also ends a
+// drain's write) and End runs on a goroutine of its own.
+func (c *conn) close(why error) {
+	c.mu.Lock()
+	if c.state == closed {
+		c.mu.Unlock()
+		return
+	}
+	c.state, c.pending = closed, nil
+	c.mu.Unlock()
+	p := c.pool
+	p.watch.remove(c)
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	p.refuse(c, why)
+}
