@@ -270,4 +270,3 @@ func setLoopback(up bool) error {
 	ifr.SetUint16(flags)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
-
