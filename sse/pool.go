@@ -176,6 +176,7 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		close(p.stop)
+		p.watch.wake()
 	}
 	p.closed = true
 	open := make([]*conn, 0, len(p.conns))

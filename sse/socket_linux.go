@@ -108,7 +108,9 @@ func wouldBlock(err error) bool { return err == unix.EAGAIN }
 // has nothing to send, and what it sends anyway wakes nobody.
 type watcher struct {
 	epfd int
-	mu   sync.Mutex
+	// wakefd (an eventfd, key 0) wakes run to see that it should stop.
+	wakefd int
+	mu     sync.Mutex
 	// conns are the watched streams by the key given to epoll: a number
 	// of their own, since a closed stream's descriptor can be reused by
 	// the next.
@@ -117,11 +119,24 @@ type watcher struct {
 }
 
 func newWatcher() (*watcher, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	return &watcher{epfd: fd, conns: map[uint64]*conn{}}, nil
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err == nil {
+		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN})
+	}
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	return &watcher{epfd: epfd, wakefd: wakefd, conns: map[uint64]*conn{}}, nil
+}
+
+// wake has run look at its stop channel now.
+func (w *watcher) wake() {
+	unix.Write(w.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) //nolint:errcheck // a full counter wakes it as well
 }
 
 // add watches c's socket; c.watchKey is set.
@@ -153,10 +168,11 @@ func (w *watcher) forget(c *conn) {
 	w.mu.Unlock()
 }
 
-// run closes the streams whose peer went away until stop is closed; it
-// looks at stop at least once a second.
+// run closes the streams whose peer went away until stop is closed (and
+// wake called).
 func (w *watcher) run(stop <-chan struct{}) {
 	defer unix.Close(w.epfd)
+	defer unix.Close(w.wakefd)
 	evs := make([]unix.EpollEvent, 128)
 	for {
 		select {
@@ -164,12 +180,15 @@ func (w *watcher) run(stop <-chan struct{}) {
 			return
 		default:
 		}
-		n, err := unix.EpollWait(w.epfd, evs, 1000)
+		n, err := unix.EpollWait(w.epfd, evs, -1)
 		if err != nil && err != unix.EINTR {
 			return
 		}
 		for _, ev := range evs[:max(n, 0)] {
 			key := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if key == 0 {
+				continue // wake: stop is looked at above
+			}
 			w.mu.Lock()
 			c := w.conns[key]
 			w.mu.Unlock()

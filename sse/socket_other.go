@@ -31,3 +31,4 @@ func newWatcher() (*watcher, error)  { return nil, errUnsupported }
 func (*watcher) add(*conn) error     { return errUnsupported }
 func (*watcher) remove(*conn)        {}
 func (*watcher) run(<-chan struct{}) {}
+func (*watcher) wake()               {}
