@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confab-chat/confab/api"
 	"github.com/confab-chat/confab/repository"
 )
 
@@ -386,6 +387,9 @@ func TestStreamEndsWhenTokenExpires(t *testing.T) {
 		s.ready()
 		if !s.ended(10 * time.Second) {
 			t.Fatal("stream outlived its token")
+		}
+		if api.PooledStreams(e.srv) >= 0 {
+			eventually(t, 5*time.Second, "the stream's log line", func() bool { return strings.Contains(e.logs.String(), `"ended":"expired"`) })
 		}
 	})
 }

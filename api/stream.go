@@ -131,17 +131,15 @@ func (s *Server) takeOver(c *gin.Context, first []byte, sub *events.Subscription
 	}
 	s.pool.Serve(nc, head.Bytes(), sse.Stream{Sub: sub, Expires: expires, End: func(why error) {
 		ended()
-		s.logRequest(line, http.StatusOK, slog.String("ended", endReason(why)))
+		reason := sse.Reason(why)
+		s.broker.Metrics.StreamsEnded.WithLabelValues(reason).Inc()
+		attrs := []slog.Attr{slog.String("ended", reason)}
+		if reason == "error" {
+			attrs = append(attrs, slog.Any("err", why))
+		}
+		s.logRequest(line, http.StatusOK, attrs...)
 	}})
 	return true
-}
-
-// endReason names why a stream ended, for its log line.
-func endReason(why error) string {
-	if why == nil {
-		return "closed"
-	}
-	return why.Error()
 }
 
 // serveStream writes the stream through net/http until it ends: over

@@ -5,6 +5,7 @@ package api_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -58,8 +59,17 @@ func TestIdleStreamsHoldNoGoroutine(t *testing.T) {
 		eventually(t, 5*time.Second, "one log line per stream", func() bool {
 			return strings.Count(e.logs.String(), `"path":"/v1/events","query":"","status":200`) == n
 		})
-		if got := strings.Count(e.logs.String(), `"ended":"sse: client went away"`); got != n {
+		if got := strings.Count(e.logs.String(), `"ended":"client_gone"`); got != n {
 			t.Fatalf("%d streams logged that their client went away, want %d", got, n)
+		}
+		res, err := http.Get(e.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		metrics, _ := io.ReadAll(res.Body)
+		if want := fmt.Sprintf(`confab_streams_ended_total{reason="client_gone"} %d`, n); !strings.Contains(string(metrics), want) {
+			t.Fatalf("metrics lack %s", want)
 		}
 	})
 }
@@ -115,7 +125,7 @@ func TestVanishedPeerLosesSession(t *testing.T) {
 		if limit := 2*cfg.StreamHeartbeat + time.Second; gone > limit {
 			t.Fatalf("session gone after %v, more than %v", gone, limit)
 		}
-		if !strings.Contains(e.logs.String(), `"ended":"sse: client went away`) {
+		if !strings.Contains(e.logs.String(), `"ended":"client_gone"`) {
 			t.Fatalf("no log line for the vanished stream:\n%s", e.logs.String())
 		}
 	})

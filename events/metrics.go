@@ -15,6 +15,7 @@ type Metrics struct {
 	ListenerRestarts prometheus.Counter
 	SlowDisconnects  prometheus.Counter
 	Evicted          prometheus.Counter
+	StreamsEnded     *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics with reg (nil: not registered).
@@ -37,9 +38,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ListenerRestarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "confab_listener_reconnects_total", Help: "LISTEN connection (re)connects."}),
 		SlowDisconnects:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confab_slow_consumer_disconnects_total", Help: "Subscribers disconnected for not keeping up."}),
 		Evicted:          prometheus.NewCounter(prometheus.CounterOpts{Name: "confab_streams_evicted_total", Help: "Streams and polls ended because their user opened more than the per-user limit."}),
+		StreamsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "confab_streams_ended_total", Help: "Streams served by the writer pool that ended, by reason (client_gone, expired, write_timeout, slow_consumer, evicted, shutdown, error).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Open, m.Delivered, m.Lag, m.NotifySent, m.NotifyReceived, m.ListenerUp, m.ListenerRestarts, m.SlowDisconnects, m.Evicted)
+		reg.MustRegister(m.Open, m.Delivered, m.Lag, m.NotifySent, m.NotifyReceived, m.ListenerUp, m.ListenerRestarts, m.SlowDisconnects, m.Evicted, m.StreamsEnded)
 	}
 	return m
 }

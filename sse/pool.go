@@ -456,3 +456,24 @@ func (c *conn) close(why error) {
 	p.mu.Unlock()
 	p.refuse(c, why)
 }
+
+// Reason names why a stream ended, for its log line and metrics:
+// client_gone, expired, write_timeout, slow_consumer, evicted (the user
+// opened too many), shutdown or error.
+func Reason(why error) string {
+	switch {
+	case errors.Is(why, ErrPeerGone):
+		return "client_gone"
+	case errors.Is(why, ErrExpired):
+		return "expired"
+	case errors.Is(why, ErrWriteTimeout):
+		return "write_timeout"
+	case errors.Is(why, events.ErrSlowConsumer):
+		return "slow_consumer"
+	case errors.Is(why, events.ErrTooMany):
+		return "evicted"
+	case errors.Is(why, events.ErrShutdown):
+		return "shutdown"
+	}
+	return "error"
+}
