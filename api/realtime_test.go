@@ -480,6 +480,13 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		eventually(t, 10*time.Second, "the stuck stream's session to end", func() bool {
 			return e.sessionCount(bob.Token) == 0
 		})
+		if api.PooledStreams(e.srv) >= 0 {
+			// Cut by its write timeout or by the hub for staying behind.
+			eventually(t, 5*time.Second, "the stuck stream's log line", func() bool {
+				logs := e.logs.String()
+				return strings.Contains(logs, `"ended":"write_timeout"`) || strings.Contains(logs, `"ended":"slow_consumer"`)
+			})
+		}
 		// It resumes from its cursor with nothing lost.
 		p := e.poll(bob.Token, "cursor="+cursor+"&timeout=0")
 		if len(p.Events) == 0 || p.Events[0].Position != seen[0].Pos {

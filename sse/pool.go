@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -22,8 +23,9 @@ var (
 	// ErrPeerGone: the client closed or reset the connection, or stopped
 	// acknowledging what was written to it.
 	ErrPeerGone = errors.New("sse: client went away")
-	// ErrWriteTimeout: the client did not take a write within the write
-	// timeout (a slow consumer).
+	// ErrWriteTimeout: nothing written to the client was taken (or
+	// acknowledged) within the write timeout: a client that stopped
+	// reading, or one the network no longer reaches.
 	ErrWriteTimeout = errors.New("sse: write timed out")
 
 	errPeerClosed = errors.New("end of file")
@@ -394,7 +396,11 @@ func (c *conn) writeOrDrain(sock *socket, b []byte) error {
 		return nil
 	}
 	n, err := sock.Write(c.raw, b)
-	if err != nil && !wouldBlock(err) {
+	switch {
+	case err == nil, wouldBlock(err):
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return fmt.Errorf("%w: %w", ErrWriteTimeout, err)
+	default:
 		return fmt.Errorf("%w: %w", ErrPeerGone, err)
 	}
 	if n == len(b) {
@@ -418,8 +424,8 @@ func (c *conn) drain() {
 	c.nc.SetWriteDeadline(time.Now().Add(c.pool.cfg.WriteTimeout)) //nolint:errcheck // a closed conn fails the write
 	_, err := c.nc.Write(c.pending)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) {
-			err = ErrWriteTimeout
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) {
+			err = fmt.Errorf("%w: %w", ErrWriteTimeout, err)
 		} else {
 			err = fmt.Errorf("%w: %w", ErrPeerGone, err)
 		}

@@ -193,8 +193,21 @@ func (w *watcher) run(stop <-chan struct{}) {
 			c := w.conns[key]
 			w.mu.Unlock()
 			if c != nil {
-				c.close(ErrPeerGone)
+				c.close(w.why(c))
 			}
 		}
 	}
+}
+
+// why tells a client that closed or reset its connection (ErrPeerGone)
+// from one the kernel gave up on because nothing written was acknowledged
+// within the write timeout (TCP_USER_TIMEOUT): ErrWriteTimeout, whether
+// the client stopped reading or the network to it is gone.
+func (w *watcher) why(c *conn) error {
+	var soerr int
+	c.raw.Control(func(fd uintptr) { soerr, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR) }) //nolint:errcheck // closed: gone anyway
+	if syscall.Errno(soerr) == unix.ETIMEDOUT {
+		return ErrWriteTimeout
+	}
+	return ErrPeerGone
 }
