@@ -50,7 +50,7 @@ func (s *Server) requestLog(c *gin.Context) {
 	if c.GetBool(ctxStreamLogged) {
 		return
 	}
-	s.logRequest(requestLine{
+	s.logRequest(c.Request.Context(), requestLine{
 		id: id, method: c.Request.Method, path: c.Request.URL.Path,
 		query: redactQuery(c.Request.URL.RawQuery), userID: userID(c), start: start,
 	}, c.Writer.Status())
@@ -62,7 +62,7 @@ type requestLine struct {
 	start                           time.Time
 }
 
-func (s *Server) logRequest(r requestLine, status int, extra ...slog.Attr) {
+func (s *Server) logRequest(ctx context.Context, r requestLine, status int, extra ...slog.Attr) {
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
@@ -76,7 +76,7 @@ func (s *Server) logRequest(r requestLine, status int, extra ...slog.Attr) {
 		slog.Duration("duration", time.Since(r.start)),
 		slog.String("user_id", r.userID),
 	}, extra...)
-	s.log.LogAttrs(context.Background(), level, "request", attrs...)
+	s.log.LogAttrs(ctx, level, "request", attrs...)
 }
 
 // redactQuery hides secrets that may ride in the query string.

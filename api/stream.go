@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -101,13 +102,20 @@ func marshal(v any) []byte { b, _ := json.Marshal(v); return b }
 // the pool with the response head and the first frames. It reports false,
 // having written nothing, when the connection cannot be taken over.
 func (s *Server) takeOver(c *gin.Context, first []byte, sub *events.Subscription, expires time.Time, ended func()) bool {
-	nc, rw, err := http.NewResponseController(c.Writer).Hijack()
-	if err != nil {
+	// Once hijacked, the connection is no longer net/http's to wait for
+	// at shutdown: the pool waits for this handler instead.
+	if !s.pool.Enter() {
 		return false
 	}
-	// Anything the client sent after its request (rw.Reader.Buffered())
-	// is not read: a stream's client has nothing more to say.
-	rw.Writer = nil
+	nc, rw, err := http.NewResponseController(c.Writer).Hijack()
+	if err != nil {
+		s.pool.Leave()
+		return false
+	}
+	// Bytes the client sent after its request (rw.Reader.Buffered(): a
+	// pipelined request) are dropped with net/http's buffers: a stream's
+	// client has nothing more to say.
+	_ = rw
 
 	// The body ends when the connection does (no chunked encoding), as
 	// the EventSource spec suggests.
@@ -137,7 +145,7 @@ func (s *Server) takeOver(c *gin.Context, first []byte, sub *events.Subscription
 		if reason == "error" {
 			attrs = append(attrs, slog.Any("err", why))
 		}
-		s.logRequest(line, http.StatusOK, attrs...)
+		s.logRequest(context.Background(), line, http.StatusOK, attrs...)
 	}})
 	return true
 }

@@ -4,12 +4,14 @@ package api_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,4 +283,51 @@ func setLoopback(up bool) error {
 	}
 	ifr.SetUint16(flags)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// TestSlowReaderGetsEveryEventInOrder: a client that reads slowly, so that
+// its socket keeps refusing part of a write (the rest is written by the
+// stream's drain while more events queue up), still gets every event
+// once, in order.
+func TestSlowReaderGetsEveryEventInOrder(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		alice, bob := e.register("alice"), e.register("bob")
+		g := e.group(alice, bob)
+		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		}}
+		c := dialStream(t, e.url, bob.Token, func() (net.Conn, error) { return d.Dial("tcp", strings.TrimPrefix(e.url, "http://")) })
+		c.readUntil(t, "event: ready")
+		// More than the server's socket buffer takes: writes fall short.
+		const n = 1200
+		body := strings.Repeat("y", 4000)
+		go func() {
+			for range n {
+				e.send(alice, g.ID, body)
+			}
+		}()
+		var seqs []int64
+		c.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+		for len(seqs) < n {
+			line, err := c.r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("after %d messages: %v", len(seqs), err)
+			}
+			if !strings.HasPrefix(line, `data: {"message":`) {
+				continue
+			}
+			var m struct{ Message struct{ Seq int64 } }
+			if err := json.Unmarshal([]byte(line[6:]), &m); err != nil {
+				t.Fatal(err)
+			}
+			if len(seqs) > 0 && m.Message.Seq != seqs[len(seqs)-1]+1 {
+				t.Fatalf("seq %d after %d", m.Message.Seq, seqs[len(seqs)-1])
+			}
+			seqs = append(seqs, m.Message.Seq)
+			if len(seqs) == 10 {
+				time.Sleep(2 * time.Second) // stop reading for a while
+			}
+		}
+	})
 }

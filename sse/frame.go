@@ -11,8 +11,9 @@ import (
 )
 
 // The frames follow the WHATWG EventSource rules. Event data is one line of
-// JSON (encoding/json escapes newlines), so a message body holding "\n" or
-// "event:" cannot break a frame; anything else gets one data line per line.
+// JSON (encoding/json escapes line ends), so a message body holding "\n"
+// or "event:" cannot break a frame; any other data gets one data line per
+// line, whichever of CR, LF or CRLF ends it, as EventSource reads them.
 
 // AppendEvent appends an event frame: an id line when id is set, the event
 // type and its data.
@@ -24,13 +25,17 @@ func AppendEvent(b []byte, id, typ string, data []byte) []byte {
 	b = append(b, typ...)
 	b = append(b, "\ndata: "...)
 	for {
-		line, rest, more := bytes.Cut(data, []byte("\n"))
-		b = append(b, line...)
-		if !more {
+		i := bytes.IndexAny(data, "\r\n")
+		if i < 0 {
+			b = append(b, data...)
 			break
 		}
+		b = append(b, data[:i]...)
 		b = append(b, "\ndata: "...)
-		data = rest
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
 	}
 	return append(b, "\n\n"...)
 }

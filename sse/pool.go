@@ -66,10 +66,11 @@ type Pool struct {
 	// closed: Shutdown began; no stream is taken and writers exit.
 	closed bool
 
-	watch   *watcher // notices clients that went away
-	stop    chan struct{}
-	writers sync.WaitGroup // and the watcher
-	ending  sync.WaitGroup // End callbacks running
+	watch    *watcher // notices clients that went away
+	stop     chan struct{}
+	writers  sync.WaitGroup // and the watcher
+	entering sync.WaitGroup // handlers between Enter and the end of Serve
+	ending   sync.WaitGroup // End callbacks running
 }
 
 // NewPool starts a pool's writers; Shutdown stops them.
@@ -105,11 +106,30 @@ type Stream struct {
 	End func(why error)
 }
 
+// Enter reserves the pool for a handler about to take a connection over
+// from net/http, which then no longer waits for it: Shutdown waits for
+// the handler instead, until its Serve (or Leave). It reports false once
+// the pool is shutting down.
+func (p *Pool) Enter() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.entering.Add(1)
+	return true
+}
+
+// Leave gives up a reservation that Serve will not use.
+func (p *Pool) Leave() { p.entering.Done() }
+
 // Serve takes over nc, a connection net/http gave up (hijacked) after
 // reading a stream's request, writes first (the response head and first
-// frames) and serves the stream until it ends. End is called in every case,
-// at once when the stream could not be taken.
+// frames) and serves the stream until it ends. The caller entered the pool
+// (Enter). End is called in every case, at once when the stream could not
+// be taken.
 func (p *Pool) Serve(nc net.Conn, first []byte, st Stream) {
+	defer p.entering.Done()
 	c := &conn{pool: p, nc: nc, sub: st.Sub, expires: st.Expires, end: st.End}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -125,36 +145,39 @@ func (p *Pool) Serve(nc net.Conn, first []byte, st Stream) {
 		return
 	}
 	c.raw = raw
-	// The first write is the only one a handler's goroutine makes: it
-	// owns the stream (serving) until it is given back to the writers
-	// below.
+	// Serve owns the stream (serving) for its first write, then gives it
+	// to the writers.
 	c.state = serving
 	c.timer = time.AfterFunc(c.nextBeat(time.Now()), c.heartbeat)
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		p.refuse(c, events.ErrShutdown)
-		return
+	err = events.ErrShutdown
+	if !p.closed {
+		// Under p.mu: Shutdown either sees the stream or refuses it, and
+		// the watcher is not closed under it.
+		if err = p.watch.add(c); err == nil {
+			p.conns[c] = struct{}{}
+		}
 	}
-	p.conns[c] = struct{}{}
 	p.mu.Unlock()
-	if err := p.watch.add(c); err != nil {
-		c.close(err)
+	if err != nil {
+		c.timer.Stop()
+		p.refuse(c, err)
 		return
 	}
-	if err := c.writeOrDrain(newSocket(), first); err != nil {
-		c.close(err)
-		return
-	}
+	// Before the first write: events queued while it runs wake the stream
+	// (woken), so that whoever gives it back queues it again.
 	c.sub.Notify(c.wake)
-	c.release()
+	handed, err := c.writeOrDrain(newSocket(), first)
+	switch {
+	case err != nil:
+		c.close(err)
+	case !handed:
+		c.release()
+	}
 }
 
 // refuse ends a stream the pool could not take, or no longer serves.
 func (p *Pool) refuse(c *conn, why error) {
-	if c.timer != nil {
-		c.timer.Stop()
-	}
 	c.nc.Close()
 	p.ending.Add(1)
 	go func() {
@@ -176,10 +199,7 @@ func (p *Pool) Len() int {
 // callbacks, or for ctx.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
-	if !p.closed {
-		close(p.stop)
-		p.watch.wake()
-	}
+	first := !p.closed
 	p.closed = true
 	open := make([]*conn, 0, len(p.conns))
 	for c := range p.conns {
@@ -192,7 +212,15 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() {
+		p.entering.Wait() // handlers that took a connection: refused now
+		if first {
+			close(p.stop)
+			p.watch.wake()
+		}
 		p.writers.Wait()
+		if first {
+			p.watch.close()
+		}
 		p.ending.Wait()
 		close(done)
 	}()
@@ -232,8 +260,17 @@ func (p *Pool) next(into []*conn) []*conn {
 	into = append(into[:0], p.queue[p.head:p.head+n]...)
 	clear(p.queue[p.head : p.head+n])
 	p.head += n
-	if p.head == len(p.queue) {
+	switch {
+	case p.head == len(p.queue) && cap(p.queue) > 4096:
+		p.queue, p.head = nil, 0 // let a big fan-out's array go
+	case p.head == len(p.queue):
 		p.queue, p.head = p.queue[:0], 0
+	case p.head > len(p.queue)/2:
+		// Under a steady backlog the queue never empties: move what is
+		// left to the front rather than let append grow it for ever.
+		n := copy(p.queue, p.queue[p.head:])
+		clear(p.queue[n:])
+		p.queue, p.head = p.queue[:n], 0
 	}
 	return into
 }
@@ -288,8 +325,6 @@ type conn struct {
 	// woken: there may be more to write than the writer (or drain) that
 	// holds the stream has seen; beat: a heartbeat is due.
 	woken, beat bool
-	// pending is what the socket did not take, while draining.
-	pending []byte
 }
 
 // wake is the subscription's Notify: events are queued, or it ended.
@@ -321,9 +356,9 @@ func (c *conn) nextBeat(now time.Time) time.Duration {
 	return max(0, min(c.pool.cfg.Heartbeat, c.expires.Sub(now)))
 }
 
-// release gives the stream back after a writer is done with it: back on
-// the queue if it was woken meanwhile, else idle. A stream that is
-// draining is given back by its drain, a closed one never.
+// release gives the stream back after the writer, Serve or drain that
+// held it (serving) is done with it: back on the queue if it was woken
+// meanwhile, else idle. A closed stream stays closed.
 func (c *conn) release() {
 	c.mu.Lock()
 	switch {
@@ -359,71 +394,84 @@ func (c *conn) serve(sock *socket, buf []byte) []byte {
 		return buf
 	default:
 	}
-	evs := c.sub.Take(nil)
-	for _, ev := range evs {
-		buf = AppendEvent(buf, ev.ID, ev.Type, ev.Data)
-		c.pool.cfg.Delivered(ev)
-	}
-	clear(evs) // the events are shared with other subscribers: let go
+	now := time.Now()
 	if beat {
-		now := time.Now()
 		if !now.Before(c.expires) {
 			c.close(ErrExpired)
 			return buf
 		}
-		// A peer that closed the connection is noticed here, not when a
-		// later write fails.
+		// A peer that closed the connection is noticed here at the
+		// latest, should the watcher have missed it.
 		if sock.PeerGone(c.raw) {
 			c.close(ErrPeerGone)
 			return buf
 		}
-		buf = AppendComment(buf, "ping")
-		c.timer.Reset(c.nextBeat(now))
 	}
-	if err := c.writeOrDrain(sock, buf); err != nil {
+	evs := c.sub.Take(nil)
+	c.sub.Received() // its queue is empty: a subscriber left behind resumes
+	for _, ev := range evs {
+		buf = AppendEvent(buf, ev.ID, ev.Type, ev.Data)
+	}
+	if beat {
+		buf = AppendComment(buf, "ping")
+		c.mu.Lock()
+		if c.state != closed { // close stops the timer under c.mu
+			c.timer.Reset(c.nextBeat(now))
+		}
+		c.mu.Unlock()
+	}
+	handed, err := c.writeOrDrain(sock, buf)
+	if err != nil {
 		c.close(err)
+		clear(evs)
 		return buf
 	}
-	c.sub.Received()
-	c.release()
+	for _, ev := range evs {
+		c.pool.cfg.Delivered(ev)
+	}
+	clear(evs) // the events are shared with other subscribers: let go
+	if !handed {
+		c.release()
+	}
 	return buf
 }
 
-// writeOrDrain writes b without waiting; what the socket does not take
-// now is copied and written by a goroutine of its own (see drain).
-func (c *conn) writeOrDrain(sock *socket, b []byte) error {
+// writeOrDrain writes b without waiting. What the socket does not take
+// now is copied and written by a goroutine of its own (drain), which then
+// holds the stream: handed reports that, and the caller must not touch
+// the stream's state any more.
+func (c *conn) writeOrDrain(sock *socket, b []byte) (handed bool, err error) {
 	if len(b) == 0 {
-		return nil
+		return false, nil
 	}
 	n, err := sock.Write(c.raw, b)
 	switch {
 	case err == nil, wouldBlock(err):
 	case errors.Is(err, syscall.ETIMEDOUT):
-		return fmt.Errorf("%w: %w", ErrWriteTimeout, err)
+		return false, fmt.Errorf("%w: %w", ErrWriteTimeout, err)
 	default:
-		return fmt.Errorf("%w: %w", ErrPeerGone, err)
+		return false, fmt.Errorf("%w: %w", ErrPeerGone, err)
 	}
 	if n == len(b) {
-		return nil
+		return false, nil
 	}
+	rest := append([]byte(nil), b[n:]...) // copied before c.mu: wake waits on it under the hub's lock
 	c.mu.Lock()
-	if c.state == closed {
+	if c.state != serving {
 		c.mu.Unlock()
-		return nil
+		return false, nil // closed meanwhile
 	}
 	c.state = draining
-	c.pending = append([]byte(nil), b[n:]...)
 	c.mu.Unlock()
-	go c.drain()
-	return nil
+	go c.drain(rest)
+	return true, nil
 }
 
 // drain writes what the socket did not take at once, waiting for the
 // client under the write timeout, then gives the stream back.
-func (c *conn) drain() {
+func (c *conn) drain(rest []byte) {
 	c.nc.SetWriteDeadline(time.Now().Add(c.pool.cfg.WriteTimeout)) //nolint:errcheck // a closed conn fails the write
-	_, err := c.nc.Write(c.pending)
-	if err != nil {
+	if _, err := c.nc.Write(rest); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) {
 			err = fmt.Errorf("%w: %w", ErrWriteTimeout, err)
 		} else {
@@ -436,12 +484,10 @@ func (c *conn) drain() {
 	// fail them.
 	c.nc.SetWriteDeadline(time.Time{}) //nolint:errcheck // as above
 	c.mu.Lock()
-	c.pending = nil
 	if c.state == draining {
 		c.state = serving
 	}
 	c.mu.Unlock()
-	c.sub.Received()
 	c.release()
 }
 
@@ -453,7 +499,8 @@ func (c *conn) close(why error) {
 		c.mu.Unlock()
 		return
 	}
-	c.state, c.pending = closed, nil
+	c.state = closed
+	c.timer.Stop()
 	c.mu.Unlock()
 	p := c.pool
 	p.watch.remove(c)

@@ -105,17 +105,23 @@ func wouldBlock(err error) bool { return err == unix.EAGAIN }
 // soon as it happens, with one epoll set for the whole pool instead of a
 // reader goroutine per stream (which is how net/http notices). It listens
 // for the peer's FIN (EPOLLRDHUP) and for errors only: a stream's client
-// has nothing to send, and what it sends anyway wakes nobody.
+// has nothing to send, and what it sends anyway wakes nobody. A client
+// that half-closes (shuts down its sending side only) is taken as gone.
 type watcher struct {
 	epfd int
 	// wakefd (an eventfd, key 0) wakes run to see that it should stop.
 	wakefd int
-	mu     sync.Mutex
+
+	mu sync.Mutex
 	// conns are the watched streams by the key given to epoll: a number
 	// of their own, since a closed stream's descriptor can be reused by
 	// the next.
 	conns map[uint64]*conn
 	next  uint64
+	// closed: the descriptors are closed (after run returned); epoll
+	// calls are made under mu, so none meets a descriptor closed (and
+	// reused) under it.
+	closed bool
 }
 
 func newWatcher() (*watcher, error) {
@@ -124,55 +130,71 @@ func newWatcher() (*watcher, error) {
 		return nil, err
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err == nil {
-		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN})
-	}
 	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+		unix.Close(wakefd)
 		unix.Close(epfd)
 		return nil, err
 	}
 	return &watcher{epfd: epfd, wakefd: wakefd, conns: map[uint64]*conn{}}, nil
 }
 
-// wake has run look at its stop channel now.
-func (w *watcher) wake() {
-	unix.Write(w.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) //nolint:errcheck // a full counter wakes it as well
-}
-
 // add watches c's socket; c.watchKey is set.
 func (w *watcher) add(c *conn) error {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return errWatcherClosed
+	}
 	w.next++
-	key := w.next
-	c.watchKey = key
-	w.conns[key] = c
-	w.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(key), Pad: int32(key >> 32)}
+	c.watchKey = w.next
+	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.watchKey), Pad: int32(c.watchKey >> 32)}
 	var serr error
 	err := c.raw.Control(func(fd uintptr) { serr = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev) })
 	if err = errors.Join(err, serr); err != nil {
-		w.forget(c)
+		return err
 	}
-	return err
+	w.conns[c.watchKey] = c
+	return nil
 }
 
 // remove stops watching c, before its socket is closed.
 func (w *watcher) remove(c *conn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.conns[c.watchKey]; !ok || w.closed {
+		return
+	}
+	delete(w.conns, c.watchKey)
 	c.raw.Control(func(fd uintptr) { unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) }) //nolint:errcheck // closing removes it anyway
-	w.forget(c)
 }
 
-func (w *watcher) forget(c *conn) {
+// wake has run look at its stop channel now.
+func (w *watcher) wake() {
 	w.mu.Lock()
-	delete(w.conns, c.watchKey) // set under w.mu in add
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		unix.Write(w.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) //nolint:errcheck // a full counter wakes it as well
+	}
+}
+
+// close closes the descriptors, once run has returned.
+func (w *watcher) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		unix.Close(w.wakefd)
+		unix.Close(w.epfd)
+	}
 }
 
 // run closes the streams whose peer went away until stop is closed (and
 // wake called).
 func (w *watcher) run(stop <-chan struct{}) {
-	defer unix.Close(w.epfd)
-	defer unix.Close(w.wakefd)
 	evs := make([]unix.EpollEvent, 128)
 	for {
 		select {
@@ -181,10 +203,15 @@ func (w *watcher) run(stop <-chan struct{}) {
 		default:
 		}
 		n, err := unix.EpollWait(w.epfd, evs, -1)
-		if err != nil && err != unix.EINTR {
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			// Only a broken descriptor does this; the heartbeats still
+			// find gone clients.
 			return
 		}
-		for _, ev := range evs[:max(n, 0)] {
+		for _, ev := range evs[:n] {
 			key := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if key == 0 {
 				continue // wake: stop is looked at above
@@ -198,6 +225,8 @@ func (w *watcher) run(stop <-chan struct{}) {
 		}
 	}
 }
+
+var errWatcherClosed = errors.New("sse: the pool is shut down")
 
 // why tells a client that closed or reset its connection (ErrPeerGone)
 // from one the kernel gave up on because nothing written was acknowledged

@@ -32,3 +32,4 @@ func (*watcher) add(*conn) error     { return errUnsupported }
 func (*watcher) remove(*conn)        {}
 func (*watcher) run(<-chan struct{}) {}
 func (*watcher) wake()               {}
+func (*watcher) close()              {}
