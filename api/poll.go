@@ -14,6 +14,10 @@ import (
 
 const maxPollTimeout = 60
 
+// pollRoute is the long-poll endpoint as gin names its route (FullPath),
+// for requestLog; TestPollLogging fails if the two part.
+const pollRoute = "/v1/events/poll"
+
 // poll serves GET /v1/events/poll: the long-poll transport. The wait, the
 // session and the cursor are the real-time core's (events.Broker.Poll);
 // the handler parses the request and writes the answer.

@@ -181,6 +181,7 @@ func (b *Broker) Stop() {
 		b.cancel()
 	}
 	b.wg.Wait()
+	b.sessions.logPollSessions()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := b.store.DeleteNodeSessions(ctx, b.cfg.Node); err != nil {

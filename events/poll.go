@@ -62,12 +62,13 @@ type PollAnswer struct {
 // the session's last answer ended reads nothing from the database, and one
 // whose answer was lost gets the same events again.
 func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error) {
-	sessionID, done, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Addr, req.UserAgent)
+	ps, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Addr, req.UserAgent)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	sessionID := ps.id
 	ans := &PollAnswer{Events: []*Event{}, SessionID: sessionID}
+	defer func() { b.sessions.pollDone(ps, len(ans.Events)) }()
 	// A poll that goes on with its session may find the feed the
 	// session's last poll kept. A session that ended takes its feed with
 	// it: the poll starts afresh.

@@ -35,10 +35,18 @@ type sessions struct {
 }
 
 type pollSession struct {
+	id      string
 	userID  string
 	client  string
+	addr    string
 	waiting int
 	last    time.Time
+	// What the session's end logs: a poller makes one request per
+	// delivery, so its polls are not logged one by one (see
+	// api.requestLog) but summed up here.
+	started time.Time
+	polls   int
+	events  int
 }
 
 func newSessions(b *Broker) *sessions {
@@ -96,63 +104,103 @@ func (s *sessions) close(id, userID string) {
 	}
 }
 
-// poll returns the long-poll session id to use, reusing the given one when
-// it belongs to the user, else the session of the same client (user,
-// address and user agent), and marks it waiting until done is called.
-func (s *sessions) poll(ctx context.Context, userID, id, addr, ua string) (string, func(), error) {
-	client := userID + "\x00" + addr + "\x00" + ua
+// poll returns the long-poll session to use, reusing the given one when it
+// belongs to the user, else the session of the same client (user, address
+// and user agent), and marks it waiting until pollDone.
+func (s *sessions) poll(ctx context.Context, userID, id, addr, ua string) (*pollSession, error) {
 	s.mu.Lock()
 	ps, ok := s.polls[id]
+	client := ""
 	if !ok || ps.userID != userID {
-		id = s.byClient[client]
-		ps, ok = s.polls[id]
+		// Built only here: a poller that sends its session_id back (every
+		// poll of a browser) needs no key.
+		client = clientKey(userID, addr, ua)
+		ps, ok = s.polls[s.byClient[client]]
 	}
 	if ok {
 		ps.waiting++
 		s.mu.Unlock()
-	} else {
-		s.mu.Unlock()
-		var err error
-		if id, err = s.open(ctx, userID, TransportLongPoll, ua); err != nil {
-			return "", nil, err
-		}
-		ps = &pollSession{userID: userID, client: client, waiting: 1}
-		s.mu.Lock()
-		s.polls[id] = ps
-		s.byClient[client] = id
-		s.mu.Unlock()
+		return ps, nil
 	}
-	return id, func() {
-		s.mu.Lock()
-		ps.waiting--
-		ps.last = time.Now()
-		s.mu.Unlock()
-	}, nil
+	s.mu.Unlock()
+	id, err := s.open(ctx, userID, TransportLongPoll, ua)
+	if err != nil {
+		return nil, err
+	}
+	ps = &pollSession{id: id, userID: userID, client: client, addr: addr, waiting: 1, started: time.Now()}
+	s.mu.Lock()
+	s.polls[id] = ps
+	s.byClient[client] = id
+	s.mu.Unlock()
+	return ps, nil
+}
+
+func clientKey(userID, addr, ua string) string { return userID + "\x00" + addr + "\x00" + ua }
+
+// pollDone ends one poll of ps that answered with n events.
+func (s *sessions) pollDone(ps *pollSession, n int) {
+	now := time.Now()
+	s.mu.Lock()
+	ps.waiting--
+	ps.last = now
+	ps.polls++
+	ps.events += n
+	s.mu.Unlock()
 }
 
 // expirePolls closes long-poll sessions that stopped polling.
 func (s *sessions) expirePolls(idle time.Duration) {
 	now := time.Now()
-	var gone []string
+	var gone []*pollSession
 	s.mu.Lock()
 	for id, ps := range s.polls {
 		if ps.waiting == 0 && now.Sub(ps.last) > idle {
-			gone = append(gone, id)
-		}
-	}
-	users := make([]string, len(gone))
-	for i, id := range gone {
-		ps := s.polls[id]
-		users[i] = ps.userID
-		delete(s.polls, id)
-		if s.byClient[ps.client] == id {
-			delete(s.byClient, ps.client)
+			gone = append(gone, ps)
+			delete(s.polls, id)
+			if s.byClient[ps.client] == id {
+				delete(s.byClient, ps.client)
+			}
 		}
 	}
 	s.mu.Unlock()
-	for i, id := range gone {
-		s.close(id, users[i])
+	for _, ps := range gone {
+		s.logPollSession(ps, "idle", ps.last)
+		s.close(ps.id, ps.userID)
 	}
+}
+
+// logPollSessions logs the long-poll sessions still open when the node
+// stops (their rows go with the node's).
+func (s *sessions) logPollSessions() {
+	s.mu.Lock()
+	open := make([]*pollSession, 0, len(s.polls))
+	for _, ps := range s.polls {
+		open = append(open, ps)
+	}
+	s.mu.Unlock()
+	now := time.Now()
+	for _, ps := range open {
+		s.logPollSession(ps, "shutdown", now)
+	}
+}
+
+// logPollSession writes a session's one line, when it ends: how many polls
+// it made and how many events they answered with (an answer sent again
+// counts again). Its polls' own request lines are at Debug; a poll that
+// failed has its own line at Info or Error.
+func (s *sessions) logPollSession(ps *pollSession, why string, end time.Time) {
+	s.mu.Lock()
+	polls, events := ps.polls, ps.events
+	s.mu.Unlock()
+	s.b.log.LogAttrs(context.Background(), slog.LevelInfo, "poll session",
+		slog.String("session_id", ps.id),
+		slog.String("user_id", ps.userID),
+		slog.String("addr", ps.addr),
+		slog.Int("polls", polls),
+		slog.Int("events", events),
+		slog.Duration("duration", end.Sub(ps.started)),
+		slog.String("ended", why),
+	)
 }
 
 // announcePresence tells the user's contacts that the user came online or
