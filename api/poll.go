@@ -31,7 +31,7 @@ func (s *Server) poll(c *gin.Context) {
 		}
 	}
 	ans, err := s.broker.Poll(c.Request.Context(), events.PollRequest{
-		UserID: userID(c), UserAgent: c.Request.UserAgent(), Addr: c.ClientIP(), SessionID: c.Query("session_id"),
+		UserID: userID(c), UserAgent: c.Request.UserAgent(), Client: c, SessionID: c.Query("session_id"),
 		Cursor: c.Query("cursor"), Timeout: time.Duration(timeout) * time.Second,
 	})
 	if err != nil {

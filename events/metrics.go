@@ -15,6 +15,11 @@ type Metrics struct {
 	ListenerRestarts prometheus.Counter
 	SlowDisconnects  prometheus.Counter
 	Evicted          prometheus.Counter
+
+	// The long-poll children of Open and Delivered, looked up once: a
+	// poll would otherwise hash its label on every request.
+	openLongPoll      prometheus.Gauge
+	deliveredLongPoll prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg (nil: not registered).
@@ -38,6 +43,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SlowDisconnects:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confab_slow_consumer_disconnects_total", Help: "Subscribers disconnected for not keeping up."}),
 		Evicted:          prometheus.NewCounter(prometheus.CounterOpts{Name: "confab_streams_evicted_total", Help: "Streams and polls ended because their user opened more than the per-user limit."}),
 	}
+	m.openLongPoll = m.Open.WithLabelValues(TransportLongPoll)
+	m.deliveredLongPoll = m.Delivered.WithLabelValues(TransportLongPoll)
 	if reg != nil {
 		reg.MustRegister(m.Open, m.Delivered, m.Lag, m.NotifySent, m.NotifyReceived, m.ListenerUp, m.ListenerRestarts, m.SlowDisconnects, m.Evicted)
 	}

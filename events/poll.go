@@ -32,9 +32,11 @@ const maxCatchUpWait = 10 * time.Second
 type PollRequest struct {
 	UserID    string
 	UserAgent string
-	// Addr is the client's address: with UserAgent, it finds the session
-	// of a client that does not send session_id back.
-	Addr string
+	// Client tells the client's address: with UserAgent, it finds the
+	// session of a client that does not send session_id back. It is asked
+	// only for such a client (finding the address behind trusted proxies
+	// costs more than the rest of a poll's session).
+	Client ClientAddr
 	// SessionID is the session_id of the client's previous answer, if any.
 	SessionID string
 	// Cursor is the client's cursor ("": none, answer at once with the
@@ -43,6 +45,9 @@ type PollRequest struct {
 	// Timeout is how long to wait for an event when none is there.
 	Timeout time.Duration
 }
+
+// ClientAddr tells a request's client address (a *gin.Context does).
+type ClientAddr interface{ ClientIP() string }
 
 // PollAnswer is what a long-poll answers.
 type PollAnswer struct {
@@ -62,7 +67,7 @@ type PollAnswer struct {
 // the session's last answer ended reads nothing from the database, and one
 // whose answer was lost gets the same events again.
 func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error) {
-	ps, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Addr, req.UserAgent)
+	ps, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Client, req.UserAgent)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +91,6 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 			return nil, err
 		}
 	}
-	ans.Cursor = from.String()
 	if req.Cursor != "" && !ans.Reset {
 		if feed == nil {
 			// Events up to last are committed: the answer waits for the
@@ -95,9 +99,6 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 			feed = &PollFeed{sub: b.hub.Subscribe(req.UserID, from, last), userID: req.UserID, base: from}
 		}
 		ans.Events = feed.wait(ctx, from, req.Timeout, b.Metrics)
-		if n := len(ans.Events); n > 0 {
-			ans.Cursor = ans.Events[n-1].ID
-		}
 		// Back in its slot before the answer is written: the client asks
 		// again as soon as it reads it. Only a client that came back with
 		// its session shows it will; the feed of any other poll (a one-off
@@ -107,6 +108,11 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 		} else {
 			feed.Close()
 		}
+	}
+	if n := len(ans.Events); n > 0 {
+		ans.Cursor = ans.Events[n-1].ID
+	} else {
+		ans.Cursor = from.String()
 	}
 	if ans.Typing, err = b.TypingFor(ctx, req.UserID); err != nil {
 		return nil, err
@@ -134,6 +140,10 @@ type PollFeed struct {
 	taken []*Event
 	// idleSince is when the feed went back to its slot.
 	idleSince time.Time
+	// timer times the waits of the feed's polls: made by the first that
+	// waits, stopped when each ends (a poll that answers at once needs
+	// none).
+	timer *time.Timer
 }
 
 // Close ends the feed's subscription.
@@ -146,10 +156,8 @@ func (f *PollFeed) Close() { f.sub.Close() }
 // typing change answers an empty poll early.
 func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout time.Duration, m *Metrics) []*Event {
 	out := f.backlog(cursor)
-	open := m.Open.WithLabelValues(TransportLongPoll)
-	open.Inc()
-	defer open.Dec()
-	delivered := m.Delivered.WithLabelValues(TransportLongPoll)
+	m.openLongPoll.Inc()
+	defer m.openLongPoll.Dec()
 
 	// While the subscription catches up, events exist that the answer
 	// waits for (up to maxCatchUpWait); after that, the timeout runs.
@@ -161,8 +169,8 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 	default:
 		wait = max(timeout, maxCatchUpWait)
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	var expired <-chan time.Time // armed when the poll first has to wait
+	defer f.stopTimer()
 	typing := false
 	size := 0
 	for i, ev := range out {
@@ -188,7 +196,7 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 			}
 			out = append(out, ev)
 			size += len(ev.Data)
-			delivered.Inc()
+			m.deliveredLongPoll.Inc()
 			if !ev.At.IsZero() {
 				m.Lag.Observe(time.Since(ev.At).Seconds())
 			}
@@ -197,18 +205,39 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 		if full(out, size) || (catching == nil && (len(out) > 0 || typing)) {
 			return out
 		}
+		if expired == nil {
+			expired = f.startTimer(wait)
+		}
 		select {
 		case <-f.sub.Ready():
 		case <-catching:
 			catching = nil
-			timer.Reset(timeout)
-		case <-timer.C:
+			f.timer.Reset(timeout)
+		case <-expired:
 			return out
 		case <-f.sub.Done():
 			return out
 		case <-ctx.Done():
 			return out
 		}
+	}
+}
+
+// startTimer starts the feed's timer for d and returns its channel.
+func (f *PollFeed) startTimer(d time.Duration) <-chan time.Time {
+	if f.timer == nil {
+		f.timer = time.NewTimer(d)
+	} else {
+		// Stopped by the poll that last used it: since Go 1.23, a
+		// timer's channel holds no value from before a Reset.
+		f.timer.Reset(d)
+	}
+	return f.timer.C
+}
+
+func (f *PollFeed) stopTimer() {
+	if f.timer != nil {
+		f.timer.Stop()
 	}
 }
 

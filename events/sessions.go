@@ -107,15 +107,20 @@ func (s *sessions) close(id, userID string) {
 // poll returns the long-poll session to use, reusing the given one when it
 // belongs to the user, else the session of the same client (user, address
 // and user agent), and marks it waiting until pollDone.
-func (s *sessions) poll(ctx context.Context, userID, id, addr, ua string) (*pollSession, error) {
+func (s *sessions) poll(ctx context.Context, userID, id string, client ClientAddr, ua string) (*pollSession, error) {
 	s.mu.Lock()
 	ps, ok := s.polls[id]
-	client := ""
+	key, addr := "", ""
 	if !ok || ps.userID != userID {
-		// Built only here: a poller that sends its session_id back (every
-		// poll of a browser) needs no key.
-		client = clientKey(userID, addr, ua)
-		ps, ok = s.polls[s.byClient[client]]
+		// Only here: a poller that sends its session_id back (every poll
+		// of a browser) needs neither its address nor the key.
+		s.mu.Unlock()
+		if client != nil {
+			addr = client.ClientIP()
+		}
+		key = clientKey(userID, addr, ua)
+		s.mu.Lock()
+		ps, ok = s.polls[s.byClient[key]]
 	}
 	if ok {
 		ps.waiting++
@@ -127,10 +132,10 @@ func (s *sessions) poll(ctx context.Context, userID, id, addr, ua string) (*poll
 	if err != nil {
 		return nil, err
 	}
-	ps = &pollSession{id: id, userID: userID, client: client, addr: addr, waiting: 1, started: time.Now()}
+	ps = &pollSession{id: id, userID: userID, client: key, addr: addr, waiting: 1, started: time.Now()}
 	s.mu.Lock()
 	s.polls[id] = ps
-	s.byClient[client] = id
+	s.byClient[key] = id
 	s.mu.Unlock()
 	return ps, nil
 }
