@@ -93,15 +93,20 @@ func redactQuery(raw string) string {
 // the access_token query parameter of a stream URL to another site.
 func securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h["X-Content-Type-Options"] = nosniff
+	h["Referrer-Policy"] = noReferrer
 	c.Next()
 }
+
+// The values of securityHeaders, one slice for every response: net/http
+// copies a response's header values when it writes them, and nothing
+// changes them in place.
+var nosniff, noReferrer, noStoreValue = []string{"nosniff"}, []string{"no-referrer"}, []string{"no-store"}
 
 // noStore keeps every API response, which carries a user's data or tokens,
 // out of browser and proxy caches. The SSE stream sets its own no-cache.
 func noStore(c *gin.Context) {
-	c.Header("Cache-Control", "no-store")
+	c.Writer.Header()["Cache-Control"] = noStoreValue
 	c.Next()
 }
 
@@ -127,7 +132,9 @@ func (s *Server) limitBody(c *gin.Context) {
 		problem(c, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("at most %d bytes", s.cfg.MaxBodyBytes))
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	if c.Request.Body != http.NoBody { // a GET's: nothing to read
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	}
 	c.Next()
 }
 

@@ -3,11 +3,14 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/confab-chat/confab/events"
+	"github.com/gin-gonic/gin"
 )
 
 // TestPollAnswerEncodesAsEncodingJSON: the hand-written answer is what
@@ -61,6 +64,25 @@ func TestPollAnswerEncodesAsEncodingJSON(t *testing.T) {
 		}
 		if html := bytes.ContainsAny(got.Bytes(), "<>&"); !html && got.String() != string(want) {
 			t.Fatalf("encode:\n got %s\nwant %s", got.String(), want)
+		}
+	}
+}
+
+// TestPollQueryAsGin: queryValue reads a poll's query as gin's c.Query
+// does, escapes, repeated keys, semicolons and empty pairs included.
+func TestPollQueryAsGin(t *testing.T) {
+	for _, raw := range []string{
+		"", "cursor=1-2&timeout=0&session_id=abc", "timeout=&cursor", "cursor=a&cursor=b",
+		"cursor=a%2Fb&timeout=1", "cursor=a+b", "cursor=%zz&cursor=ok", "cursor=a;b&cursor=c",
+		"&&cursor=x&", "session_id=x=y", "timeout=5&timeout=6", "cursor%3D=1&cursor=2", "a=1&" + strings.Repeat("&", 10000) + "cursor=3",
+	} {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequest("GET", "/v1/events/poll", nil)
+		c.Request.URL.RawQuery = raw
+		for _, key := range []string{"cursor", "timeout", "session_id"} {
+			if got, want := queryValue(c, raw, key), c.Query(key); got != want {
+				t.Errorf("%q: %s = %q, gin reads %q", raw, key, got, want)
+			}
 		}
 	}
 }
