@@ -41,8 +41,8 @@ func (s *Server) poll(c *gin.Context) {
 		return
 	}
 	// The answer may come a minute after the request: its write gets the
-	// deadline any other response gets, from now.
-	http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)) //nolint:errcheck // best effort
+	// deadline any other response gets, from now (or at least half of it).
+	s.answerDeadline(c)
 	buf := pollBuffers.Get().(*bytes.Buffer)
 	defer pollBuffers.Put(buf)
 	buf.Reset()
@@ -51,6 +51,37 @@ func (s *Server) poll(c *gin.Context) {
 	c.Writer.Header()["Content-Type"] = jsonContentType
 	c.Status(http.StatusOK)
 	c.Writer.Write(buf.Bytes()) //nolint:errcheck // the client went away
+}
+
+// connStateKey holds a connection's *connState in its context (see
+// Server.HTTPServer).
+type connStateKey struct{}
+
+// connState is what the API remembers of an HTTP/1.1 connection between
+// its requests, which it serves one at a time.
+type connState struct {
+	// writeDeadline is the write deadline a poll last set on it.
+	writeDeadline time.Time
+}
+
+// answerDeadline gives a poll's answer its write deadline. Setting one
+// costs a lock and a timer change in the runtime's poller, and a poller
+// makes one request per delivery on the same connection: the deadline a
+// previous poll set is kept while at least half of WriteTimeout is left.
+// Nothing sets an earlier one on a connection that serves another request
+// after it (writeDeadline sets a later one; a stream's connection ends
+// with the stream). HTTP/2 streams share their connection's context and
+// have deadlines of their own: theirs is set every time.
+func (s *Server) answerDeadline(c *gin.Context) {
+	now := time.Now()
+	cs, _ := c.Request.Context().Value(connStateKey{}).(*connState)
+	if cs != nil && c.Request.ProtoMajor == 1 {
+		if cs.writeDeadline.Sub(now) >= s.cfg.WriteTimeout/2 {
+			return
+		}
+		cs.writeDeadline = now.Add(s.cfg.WriteTimeout)
+	}
+	http.NewResponseController(c.Writer).SetWriteDeadline(now.Add(s.cfg.WriteTimeout)) //nolint:errcheck // best effort
 }
 
 // jsonContentType is the Content-Type of a poll's answer, one slice for

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"reflect"
@@ -84,5 +85,38 @@ func TestPollQueryAsGin(t *testing.T) {
 				t.Errorf("%q: %s = %q, gin reads %q", raw, key, got, want)
 			}
 		}
+	}
+}
+
+// TestPollAnswerDeadline: a poll moves its connection's write deadline
+// only when less than half of WriteTimeout is left; an HTTP/2 request
+// (whose connection's context its streams share) always sets its own.
+func TestPollAnswerDeadline(t *testing.T) {
+	s := &Server{cfg: DefaultConfig()}
+	cs := new(connState)
+	poll := func(major int) {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequestWithContext(context.WithValue(t.Context(), connStateKey{}, cs), "GET", "/v1/events/poll", nil)
+		c.Request.ProtoMajor = major
+		s.answerDeadline(c)
+	}
+	poll(1)
+	first := cs.writeDeadline
+	if d := time.Until(first); d <= s.cfg.WriteTimeout-time.Second || d > s.cfg.WriteTimeout {
+		t.Fatalf("first deadline in %s, want %s", d, s.cfg.WriteTimeout)
+	}
+	poll(1)
+	if cs.writeDeadline != first {
+		t.Fatalf("moved with more than half left")
+	}
+	cs.writeDeadline = time.Now().Add(s.cfg.WriteTimeout/2 - time.Second)
+	poll(1)
+	if d := time.Until(cs.writeDeadline); d <= s.cfg.WriteTimeout-time.Second {
+		t.Fatalf("not moved with less than half left: in %s", d)
+	}
+	cs.writeDeadline = first
+	poll(2)
+	if cs.writeDeadline != first {
+		t.Fatalf("an HTTP/2 request changed its connection's state")
 	}
 }
