@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/confab-chat/confab/repository"
@@ -67,29 +66,24 @@ type PollAnswer struct {
 // the session's last answer ended reads nothing from the database, and one
 // whose answer was lost gets the same events again.
 func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error) {
-	ps, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Client, req.UserAgent)
+	// A poll that goes on with its session may find the feed the
+	// session's last poll kept. A session that ended took its feed with
+	// it: the poll starts afresh.
+	p, perr := repository.ParsePosition(req.Cursor)
+	continuing := perr == nil && req.SessionID != ""
+	ps, feed, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Client, req.UserAgent, p, continuing)
 	if err != nil {
 		return nil, err
 	}
 	sessionID := ps.id
 	ans := &PollAnswer{Events: []*Event{}, SessionID: sessionID}
-	defer func() { b.sessions.pollDone(ps, len(ans.Events)) }()
-	// A poll that goes on with its session may find the feed the
-	// session's last poll kept. A session that ended takes its feed with
-	// it: the poll starts afresh.
-	var feed *PollFeed
+	var keep *PollFeed // back in the session's slot when the poll ends
+	defer func() { b.sessions.pollDone(ps, len(ans.Events), keep) }()
 	var from, last repository.Position
-	if p, err := repository.ParsePosition(req.Cursor); err == nil && req.SessionID != "" {
-		if feed = b.feeds.take(req.SessionID, req.UserID, p); feed != nil && sessionID != req.SessionID {
-			feed.Close()
-			feed = nil
-		}
+	if feed != nil {
 		from = p
-	}
-	if feed == nil {
-		if from, last, ans.Reset, err = b.resume(ctx, req.Cursor); err != nil {
-			return nil, err
-		}
+	} else if from, last, ans.Reset, err = b.resume(ctx, req.Cursor); err != nil {
+		return nil, err
 	}
 	if req.Cursor != "" && !ans.Reset {
 		if feed == nil {
@@ -99,12 +93,13 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 			feed = &PollFeed{sub: b.hub.Subscribe(req.UserID, from, last), userID: req.UserID, base: from}
 		}
 		ans.Events = feed.wait(ctx, from, req.Timeout, b.Metrics)
-		// Back in its slot before the answer is written: the client asks
-		// again as soon as it reads it. Only a client that came back with
-		// its session shows it will; the feed of any other poll (a one-off
-		// catch-up, a client without session_id) is closed.
+		// Back in its slot before the answer is written (pollDone): the
+		// client asks again as soon as it reads it. Only a client that
+		// came back with its session shows it will; the feed of any other
+		// poll (a one-off catch-up, a client without session_id) is
+		// closed.
 		if sessionID == req.SessionID && b.cfg.PollHold > 0 && len(feed.taken) <= maxKeptTaken {
-			b.feeds.keep(sessionID, feed)
+			keep = feed
 		} else {
 			feed.Close()
 		}
@@ -125,8 +120,9 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 // subscription is fed like a stream's, and the next poll finds its events
 // queued.
 //
-// A feed is used by one poll at a time: take removes it from the session's
-// slot and keep puts it back.
+// A feed is used by one poll at a time: the poll takes it from its
+// session's slot (sessions.poll) and puts it back when it ends
+// (sessions.pollDone).
 type PollFeed struct {
 	sub    *Subscription
 	userID string
@@ -242,7 +238,7 @@ func (f *PollFeed) stopTimer() {
 }
 
 // backlog acknowledges the events up to cursor (a cursor the feed
-// continues: take checked it) and returns the ones after it that earlier
+// continues: sessions.poll checked it) and returns the ones after it that earlier
 // polls already read from the subscription.
 func (f *PollFeed) backlog(cursor repository.Position) []*Event {
 	i := 0
@@ -278,72 +274,6 @@ func (f *PollFeed) continues(cursor repository.Position) bool {
 	return !cursor.Less(f.base) && !f.last().Less(cursor)
 }
 
-// pollFeeds holds the idle feeds of this node's long-poll sessions, by
-// session id.
-type pollFeeds struct {
-	mu sync.Mutex
-	m  map[string]*PollFeed
-}
-
-func newPollFeeds() *pollFeeds { return &pollFeeds{m: map[string]*PollFeed{}} }
-
-// take removes and returns the session's feed if it continues cursor. A
-// feed that cannot is closed: the poll starts a new one.
-func (p *pollFeeds) take(sessionID, userID string, cursor repository.Position) *PollFeed {
-	p.mu.Lock()
-	f := p.m[sessionID]
-	if f == nil || f.userID != userID {
-		// Another user's session id is not this poll's session.
-		p.mu.Unlock()
-		return nil
-	}
-	delete(p.m, sessionID)
-	p.mu.Unlock()
-	if !f.continues(cursor) {
-		f.Close()
-		return nil
-	}
-	return f
-}
-
-// keep puts a feed back in its session's slot. Two polls of one session at
-// once (a client retrying) each end with a feed: the last one kept stays.
-func (p *pollFeeds) keep(sessionID string, f *PollFeed) {
-	f.idleSince = time.Now()
-	p.mu.Lock()
-	old := p.m[sessionID]
-	p.m[sessionID] = f
-	p.mu.Unlock()
-	if old != nil && old != f {
-		old.Close()
-	}
-}
-
-// expire closes the feeds idle for longer than idle: their poller stopped,
-// or will start over from the database.
-func (p *pollFeeds) expire(idle time.Duration) {
-	cutoff := time.Now().Add(-idle)
-	var gone []*PollFeed
-	p.mu.Lock()
-	for id, f := range p.m {
-		if f.idleSince.Before(cutoff) {
-			gone = append(gone, f)
-			delete(p.m, id)
-		}
-	}
-	p.mu.Unlock()
-	for _, f := range gone {
-		f.Close()
-	}
-}
-
-// len is how many feeds wait for their next poll.
-func (p *pollFeeds) len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.m)
-}
-
 // KeptPollFeeds is how many long-poll sessions' feeds wait for their next
 // poll.
-func (b *Broker) KeptPollFeeds() int { return b.feeds.len() }
+func (b *Broker) KeptPollFeeds() int { return b.sessions.keptFeeds() }

@@ -47,6 +47,9 @@ type pollSession struct {
 	started time.Time
 	polls   int
 	events  int
+	// feed is the subscription the session's last poll kept for the next
+	// (nil: none), since idleSince (see PollFeed).
+	feed *PollFeed
 }
 
 func newSessions(b *Broker) *sessions {
@@ -106,51 +109,110 @@ func (s *sessions) close(id, userID string) {
 
 // poll returns the long-poll session to use, reusing the given one when it
 // belongs to the user, else the session of the same client (user, address
-// and user agent), and marks it waiting until pollDone.
-func (s *sessions) poll(ctx context.Context, userID, id string, client ClientAddr, ua string) (*pollSession, error) {
+// and user agent), and marks it waiting until pollDone. A poll that names
+// its session and continues from cursor takes the feed the session's last
+// poll kept, if that feed continues the cursor (one that cannot is
+// closed: the poll starts a new one).
+func (s *sessions) poll(ctx context.Context, userID, id string, client ClientAddr, ua string, cursor repository.Position, continuing bool) (*pollSession, *PollFeed, error) {
 	s.mu.Lock()
 	ps, ok := s.polls[id]
-	key, addr := "", ""
-	if !ok || ps.userID != userID {
-		// Only here: a poller that sends its session_id back (every poll
-		// of a browser) needs neither its address nor the key.
-		s.mu.Unlock()
-		if client != nil {
-			addr = client.ClientIP()
+	if ok && ps.userID == userID {
+		ps.waiting++
+		feed := ps.feed
+		if !continuing {
+			feed = nil
+		} else {
+			ps.feed = nil
 		}
-		key = clientKey(userID, addr, ua)
-		s.mu.Lock()
-		ps, ok = s.polls[s.byClient[key]]
+		s.mu.Unlock()
+		if feed != nil && !feed.continues(cursor) {
+			feed.Close()
+			feed = nil
+		}
+		return ps, feed, nil
 	}
-	if ok {
+	// Only here: a poller that sends its session_id back (every poll of a
+	// browser) needs neither its address nor the key. The session found
+	// by them is not the one the poll named: its feed is not for this
+	// cursor.
+	s.mu.Unlock()
+	addr := ""
+	if client != nil {
+		addr = client.ClientIP()
+	}
+	key := clientKey(userID, addr, ua)
+	s.mu.Lock()
+	if ps, ok = s.polls[s.byClient[key]]; ok {
 		ps.waiting++
 		s.mu.Unlock()
-		return ps, nil
+		return ps, nil, nil
 	}
 	s.mu.Unlock()
 	id, err := s.open(ctx, userID, TransportLongPoll, ua)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ps = &pollSession{id: id, userID: userID, client: key, addr: addr, waiting: 1, started: time.Now()}
 	s.mu.Lock()
 	s.polls[id] = ps
 	s.byClient[key] = id
 	s.mu.Unlock()
-	return ps, nil
+	return ps, nil, nil
 }
 
 func clientKey(userID, addr, ua string) string { return userID + "\x00" + addr + "\x00" + ua }
 
-// pollDone ends one poll of ps that answered with n events.
-func (s *sessions) pollDone(ps *pollSession, n int) {
+// pollDone ends one poll of ps that answered with n events, and puts keep
+// (if not nil) in the session's slot for its next poll. Two polls of one
+// session at once (a client retrying) each end with a feed: the last one
+// kept stays.
+func (s *sessions) pollDone(ps *pollSession, n int, keep *PollFeed) {
 	now := time.Now()
+	var old *PollFeed
 	s.mu.Lock()
 	ps.waiting--
 	ps.last = now
 	ps.polls++
 	ps.events += n
+	if keep != nil {
+		keep.idleSince = now
+		old, ps.feed = ps.feed, keep
+	}
 	s.mu.Unlock()
+	if old != nil && old != keep {
+		old.Close()
+	}
+}
+
+// expireFeeds closes the feeds idle for longer than idle: their poller
+// stopped, or will start over from the database.
+func (s *sessions) expireFeeds(idle time.Duration) {
+	cutoff := time.Now().Add(-idle)
+	var gone []*PollFeed
+	s.mu.Lock()
+	for _, ps := range s.polls {
+		if ps.feed != nil && ps.feed.idleSince.Before(cutoff) {
+			gone = append(gone, ps.feed)
+			ps.feed = nil
+		}
+	}
+	s.mu.Unlock()
+	for _, f := range gone {
+		f.Close()
+	}
+}
+
+// keptFeeds is how many sessions' feeds wait for their next poll.
+func (s *sessions) keptFeeds() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ps := range s.polls {
+		if ps.feed != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // expirePolls closes long-poll sessions that stopped polling.
@@ -169,6 +231,9 @@ func (s *sessions) expirePolls(idle time.Duration) {
 	}
 	s.mu.Unlock()
 	for _, ps := range gone {
+		if ps.feed != nil {
+			ps.feed.Close()
+		}
 		s.logPollSession(ps, "idle", ps.last)
 		s.close(ps.id, ps.userID)
 	}
