@@ -211,7 +211,7 @@ func (s *Server) authenticate(c *gin.Context, raw string) {
 		problem(c, http.StatusUnauthorized, CodeUnauthorized, "missing access token")
 		return
 	}
-	uid, exp, err := s.tokens.parse(c.Request.Context(), raw)
+	tok, err := s.tokens.parse(c.Request.Context(), raw)
 	if err != nil && !errors.Is(err, errUnknownUser) && !errors.Is(err, errNoSubject) && repository.IsUnavailable(err) {
 		s.fail(c, err) // the user could not be looked up: 503, not 401
 		return
@@ -221,8 +221,8 @@ func (s *Server) authenticate(c *gin.Context, raw string) {
 		problem(c, http.StatusUnauthorized, CodeUnauthorized, "invalid or expired access token")
 		return
 	}
-	c.Set(ctxUserID, uid)
-	c.Set(ctxTokenExp, exp)
+	c.Set(ctxUserID, tok.user)
+	c.Set(ctxTokenExp, tok.expiry)
 	// Path ids are opaque, but one that is not text names nothing.
 	for _, p := range c.Params {
 		if !isText(p.Value) {
