@@ -36,8 +36,10 @@ type env struct {
 	hs     *http.Server
 	stop   func() // stops the node as SIGTERM would (idempotent)
 	logs   *syncBuffer
-	url    string
-	client *http.Client
+	// logLevel is the level of logs (Debug unless set).
+	logLevel *slog.LevelVar
+	url      string
+	client   *http.Client
 }
 
 // testConfig is the API configuration tests use unless they change it.
@@ -80,7 +82,12 @@ func testEventsConfig(t testing.TB, store *repository.Store) events.Config {
 func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events.Config, tweak ...func(*http.Server)) *env {
 	t.Helper()
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
+	// At Debug unless a test sets logLevel: tests see every line, each
+	// with its level (TestPollLogging tells what production, at Info,
+	// keeps).
+	logLevel := new(slog.LevelVar)
+	logLevel.Set(slog.LevelDebug)
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: logLevel}))
 	reg := api.NewRegistry(store.DB().DB)
 	broker := events.New(ec, store, log, reg)
 	if err := broker.Start(context.Background()); err != nil {
@@ -108,7 +115,7 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 		})
 	}
 	t.Cleanup(stop)
-	return &env{t: t, store: store, broker: broker, srv: srv, hs: hs, stop: stop, logs: logs, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
+	return &env{t: t, store: store, broker: broker, srv: srv, hs: hs, stop: stop, logs: logs, logLevel: logLevel, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
 }
 
 func randomHex(n int) string {

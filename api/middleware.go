@@ -35,6 +35,13 @@ func userID(c *gin.Context) string { return c.GetString(ctxUserID) }
 
 // requestLog assigns a request id and logs one line per request. The query
 // string is logged with access_token redacted; bodies and headers never are.
+//
+// A long-poller makes one request per delivery, so a line per successful
+// poll would be most of what a busy node logs, and writing it was 6-14% of
+// a long-poll's CPU. Those lines are at Debug; the poll session logs one
+// line at Info when it ends, with its number of polls and events
+// (events.Broker). Failed polls (4xx, 5xx) keep their line at Info or
+// Error, like every other request.
 func (s *Server) requestLog(c *gin.Context) {
 	id := c.GetHeader("X-Request-Id")
 	if id == "" || len(id) > 64 {
@@ -50,10 +57,22 @@ func (s *Server) requestLog(c *gin.Context) {
 	if c.GetBool(ctxStreamLogged) {
 		return
 	}
-	s.logRequest(c.Request.Context(), requestLine{
+	status := c.Writer.Status()
+	level := slog.LevelInfo
+	switch {
+	case status >= 500:
+		level = slog.LevelError
+	case status < 400 && c.FullPath() == pollRoute:
+		level = slog.LevelDebug
+	}
+	ctx := c.Request.Context()
+	if !s.log.Enabled(ctx, level) {
+		return // nothing below is computed for a line nobody reads
+	}
+	s.logRequest(ctx, level, requestLine{
 		id: id, method: c.Request.Method, path: c.Request.URL.Path,
 		query: redactQuery(c.Request.URL.RawQuery), userID: userID(c), start: start,
-	}, c.Writer.Status())
+	}, status)
 }
 
 // requestLine is what a request's log line says besides its status.
@@ -62,11 +81,7 @@ type requestLine struct {
 	start                           time.Time
 }
 
-func (s *Server) logRequest(ctx context.Context, r requestLine, status int, extra ...slog.Attr) {
-	level := slog.LevelInfo
-	if status >= 500 {
-		level = slog.LevelError
-	}
+func (s *Server) logRequest(ctx context.Context, level slog.Level, r requestLine, status int, extra ...slog.Attr) {
 	attrs := append([]slog.Attr{
 		slog.String("request_id", r.id),
 		slog.String("method", r.method),
@@ -101,15 +116,20 @@ func redactQuery(raw string) string {
 // the access_token query parameter of a stream URL to another site.
 func securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h["X-Content-Type-Options"] = nosniff
+	h["Referrer-Policy"] = noReferrer
 	c.Next()
 }
+
+// The values of securityHeaders, one slice for every response: net/http
+// copies a response's header values when it writes them, and nothing
+// changes them in place.
+var nosniff, noReferrer, noStoreValue = []string{"nosniff"}, []string{"no-referrer"}, []string{"no-store"}
 
 // noStore keeps every API response, which carries a user's data or tokens,
 // out of browser and proxy caches. The SSE stream sets its own no-cache.
 func noStore(c *gin.Context) {
-	c.Header("Cache-Control", "no-store")
+	c.Writer.Header()["Cache-Control"] = noStoreValue
 	c.Next()
 }
 
@@ -135,7 +155,9 @@ func (s *Server) limitBody(c *gin.Context) {
 		problem(c, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("at most %d bytes", s.cfg.MaxBodyBytes))
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	if c.Request.Body != http.NoBody { // a GET's: nothing to read
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	}
 	c.Next()
 }
 
@@ -212,7 +234,7 @@ func (s *Server) authenticate(c *gin.Context, raw string) {
 		problem(c, http.StatusUnauthorized, CodeUnauthorized, "missing access token")
 		return
 	}
-	uid, exp, err := s.tokens.parse(c.Request.Context(), raw)
+	tok, err := s.tokens.parse(c.Request.Context(), raw)
 	if err != nil && !errors.Is(err, errUnknownUser) && !errors.Is(err, errNoSubject) && repository.IsUnavailable(err) {
 		s.fail(c, err) // the user could not be looked up: 503, not 401
 		return
@@ -222,8 +244,8 @@ func (s *Server) authenticate(c *gin.Context, raw string) {
 		problem(c, http.StatusUnauthorized, CodeUnauthorized, "invalid or expired access token")
 		return
 	}
-	c.Set(ctxUserID, uid)
-	c.Set(ctxTokenExp, exp)
+	c.Set(ctxUserID, tok.user)
+	c.Set(ctxTokenExp, tok.expiry)
 	// Path ids are opaque, but one that is not text names nothing.
 	for _, p := range c.Params {
 		if !isText(p.Value) {

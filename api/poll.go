@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,12 +15,17 @@ import (
 
 const maxPollTimeout = 60
 
+// pollRoute is the long-poll endpoint as gin names its route (FullPath),
+// for requestLog; TestPollLogging fails if the two part.
+const pollRoute = "/v1/events/poll"
+
 // poll serves GET /v1/events/poll: the long-poll transport. The wait, the
 // session and the cursor are the real-time core's (events.Broker.Poll);
 // the handler parses the request and writes the answer.
 func (s *Server) poll(c *gin.Context) {
+	raw := c.Request.URL.RawQuery
 	timeout := 25
-	if v := c.Query("timeout"); v != "" {
+	if v := queryValue(c, raw, "timeout"); v != "" {
 		var err error
 		if timeout, err = strconv.Atoi(v); err != nil || timeout < 0 || timeout > maxPollTimeout {
 			problem(c, http.StatusBadRequest, CodeInvalidField, "timeout must be an integer from 0 to 60")
@@ -27,22 +33,78 @@ func (s *Server) poll(c *gin.Context) {
 		}
 	}
 	ans, err := s.broker.Poll(c.Request.Context(), events.PollRequest{
-		UserID: userID(c), UserAgent: c.Request.UserAgent(), Addr: c.ClientIP(), SessionID: c.Query("session_id"),
-		Cursor: c.Query("cursor"), Timeout: time.Duration(timeout) * time.Second,
+		UserID: userID(c), UserAgent: c.Request.UserAgent(), Client: c, SessionID: queryValue(c, raw, "session_id"),
+		Cursor: queryValue(c, raw, "cursor"), Timeout: time.Duration(timeout) * time.Second,
 	})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.Header("Cache-Control", "no-store")
 	// The answer may come a minute after the request: its write gets the
-	// deadline any other response gets, from now.
-	http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)) //nolint:errcheck // best effort
+	// deadline any other response gets, from now (or at least half of it).
+	s.answerDeadline(c)
 	buf := pollBuffers.Get().(*bytes.Buffer)
 	defer pollBuffers.Put(buf)
 	buf.Reset()
 	encodePoll(buf, ans)
-	c.Data(http.StatusOK, "application/json; charset=utf-8", buf.Bytes())
+	// Cache-Control: no-store is noStore's, as for every /v1 response.
+	c.Writer.Header()["Content-Type"] = jsonContentType
+	c.Status(http.StatusOK)
+	c.Writer.Write(buf.Bytes()) //nolint:errcheck // the client went away
+}
+
+// connStateKey holds a connection's *connState in its context (see
+// Server.HTTPServer).
+type connStateKey struct{}
+
+// connState is what the API remembers of an HTTP/1.1 connection between
+// its requests, which it serves one at a time.
+type connState struct {
+	// writeDeadline is the write deadline a poll last set on it.
+	writeDeadline time.Time
+}
+
+// answerDeadline gives a poll's answer its write deadline. Setting one
+// costs a lock and a timer change in the runtime's poller, and a poller
+// makes one request per delivery on the same connection: the deadline a
+// previous poll set is kept while at least half of WriteTimeout is left.
+// Nothing sets an earlier one on a connection that serves another request
+// after it (writeDeadline sets a later one; a stream's connection ends
+// with the stream). HTTP/2 streams share their connection's context and
+// have deadlines of their own: theirs is set every time.
+func (s *Server) answerDeadline(c *gin.Context) {
+	now := time.Now()
+	cs, _ := c.Request.Context().Value(connStateKey{}).(*connState)
+	if cs != nil && c.Request.ProtoMajor == 1 {
+		if cs.writeDeadline.Sub(now) >= s.cfg.WriteTimeout/2 {
+			return
+		}
+		cs.writeDeadline = now.Add(s.cfg.WriteTimeout)
+	}
+	http.NewResponseController(c.Writer).SetWriteDeadline(now.Add(s.cfg.WriteTimeout)) //nolint:errcheck // best effort
+}
+
+// jsonContentType is the Content-Type of a poll's answer, one slice for
+// every answer: net/http copies a response's header values when it
+// writes them, and nothing changes them in place.
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
+// queryValue is c.Query(key) without the map gin parses the query into:
+// for a query without escapes (what clients send a poll), the value is a
+// substring of raw. Anything else is gin's, which parses it as
+// url.ParseQuery does.
+func queryValue(c *gin.Context, raw, key string) string {
+	if strings.ContainsAny(raw, "%+;") || strings.Count(raw, "&") >= 10000 {
+		return c.Query(key) // 10,000: url.ParseQuery's limit
+	}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if k, v, _ := strings.Cut(pair, "="); k == key {
+			return v
+		}
+	}
+	return ""
 }
 
 // pollBuffers hold answers while they are written.

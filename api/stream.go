@@ -145,7 +145,7 @@ func (s *Server) takeOver(c *gin.Context, first []byte, sub *events.Subscription
 		if reason == "error" {
 			attrs = append(attrs, slog.Any("err", why))
 		}
-		s.logRequest(context.Background(), line, http.StatusOK, attrs...)
+		s.logRequest(context.Background(), slog.LevelInfo, line, http.StatusOK, attrs...)
 	}})
 	return true
 }

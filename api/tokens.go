@@ -33,6 +33,13 @@ type tokens struct {
 type verifiedToken struct {
 	userID string
 	exp    time.Time
+	// userID and exp as the request context stores them (any): boxed
+	// once per token, not once per request.
+	user, expiry any
+}
+
+func newVerifiedToken(userID string, exp time.Time) verifiedToken {
+	return verifiedToken{userID: userID, exp: exp, user: userID, expiry: exp}
 }
 
 const (
@@ -89,34 +96,35 @@ var (
 // parse checks a token and returns its user and expiry. A token whose user
 // no longer exists is refused too (checked when the token is first seen: a
 // user deleted since is refused where a session or a row would name them).
-func (t *tokens) parse(ctx context.Context, raw string) (userID string, exp time.Time, err error) {
+func (t *tokens) parse(ctx context.Context, raw string) (verifiedToken, error) {
 	t.mu.Lock()
 	v, ok := t.verified[raw]
 	t.mu.Unlock()
 	if ok && !t.now().After(v.exp.Add(tokenLeeway)) {
-		return v.userID, v.exp, nil
+		return v, nil
 	}
 	var claims jwt.RegisteredClaims
 	if _, err := t.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return t.secret, nil }); err != nil {
-		return "", time.Time{}, err
+		return verifiedToken{}, err
 	}
 	if claims.Subject == "" {
-		return "", time.Time{}, errNoSubject
+		return verifiedToken{}, errNoSubject
 	}
 	if t.exists != nil {
 		ok, err := t.exists(ctx, claims.Subject)
 		if err != nil {
-			return "", time.Time{}, err
+			return verifiedToken{}, err
 		}
 		if !ok {
-			return "", time.Time{}, errUnknownUser
+			return verifiedToken{}, errUnknownUser
 		}
 	}
+	v = newVerifiedToken(claims.Subject, claims.ExpiresAt.Time)
 	t.mu.Lock()
 	if len(t.verified) >= maxVerified {
 		clear(t.verified)
 	}
-	t.verified[raw] = verifiedToken{userID: claims.Subject, exp: claims.ExpiresAt.Time}
+	t.verified[raw] = v
 	t.mu.Unlock()
-	return claims.Subject, claims.ExpiresAt.Time, nil
+	return v, nil
 }

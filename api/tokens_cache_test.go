@@ -17,22 +17,23 @@ func TestVerifiedTokensExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 { // the second parse is answered from memory
-		if uid, _, err := tk.parse(t.Context(), raw); err != nil || uid != "u1" {
-			t.Fatalf("parse: %q, %v", uid, err)
+		v, err := tk.parse(t.Context(), raw)
+		if err != nil || v.userID != "u1" || v.user != "u1" || v.expiry != v.exp {
+			t.Fatalf("parse: %+v, %v", v, err)
 		}
 	}
 	if len(tk.verified) != 1 {
 		t.Fatalf("%d tokens remembered", len(tk.verified))
 	}
 	now = now.Add(time.Minute + tokenLeeway - time.Second)
-	if _, _, err := tk.parse(t.Context(), raw); err != nil {
+	if _, err := tk.parse(t.Context(), raw); err != nil {
 		t.Fatalf("within the leeway: %v", err)
 	}
 	now = now.Add(2 * time.Second)
-	if _, _, err := tk.parse(t.Context(), raw); err == nil {
+	if _, err := tk.parse(t.Context(), raw); err == nil {
 		t.Fatal("an expired remembered token was accepted")
 	}
-	if _, _, err := tk.parse(t.Context(), raw[:len(raw)-2]+"xx"); err == nil {
+	if _, err := tk.parse(t.Context(), raw[:len(raw)-2]+"xx"); err == nil {
 		t.Fatal("a forged signature was accepted")
 	}
 	if len(tk.verified) != 1 {

@@ -81,7 +81,6 @@ type Broker struct {
 	listener *listener // nil on SQLite
 	typing   *typingTable
 	sessions *sessions
-	feeds    *pollFeeds
 
 	stopped atomic.Bool
 	cancel  context.CancelFunc
@@ -95,7 +94,6 @@ func New(cfg Config, store *repository.Store, log *slog.Logger, reg prometheus.R
 		cfg: cfg, store: store, log: log, Metrics: m,
 		hub:    newHub(store, log, m, cfg.Hub),
 		typing: newTypingTable(),
-		feeds:  newPollFeeds(),
 	}
 	b.sessions = newSessions(b)
 	if store.IsPostgres() {
@@ -138,7 +136,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.goLoop(func() { b.every(ctx, b.cfg.NodeHeartbeat, func() { b.heartbeat(ctx) }) })
 	b.goLoop(func() { b.every(ctx, b.cfg.PollIdle/3, func() { b.sessions.expirePolls(b.cfg.PollIdle) }) })
 	if b.cfg.PollHold > 0 {
-		b.goLoop(func() { b.every(ctx, b.cfg.PollHold/2, func() { b.feeds.expire(b.cfg.PollHold) }) })
+		b.goLoop(func() { b.every(ctx, b.cfg.PollHold/2, func() { b.sessions.expireFeeds(b.cfg.PollHold) }) })
 	}
 	if b.cfg.PruneEvery > 0 {
 		b.goLoop(func() { b.every(ctx, b.cfg.PruneEvery, func() { b.prune(ctx) }) })
@@ -181,6 +179,7 @@ func (b *Broker) Stop() {
 		b.cancel()
 	}
 	b.wg.Wait()
+	b.sessions.logPollSessions()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := b.store.DeleteNodeSessions(ctx, b.cfg.Node); err != nil {

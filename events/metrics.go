@@ -16,6 +16,11 @@ type Metrics struct {
 	SlowDisconnects  prometheus.Counter
 	Evicted          prometheus.Counter
 	StreamsEnded     *prometheus.CounterVec
+
+	// The long-poll children of Open and Delivered, looked up once: a
+	// poll would otherwise hash its label on every request.
+	openLongPoll      prometheus.Gauge
+	deliveredLongPoll prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg (nil: not registered).
@@ -42,6 +47,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "confab_streams_ended_total", Help: "Streams served by the writer pool that ended, by reason (client_gone, expired, write_timeout, slow_consumer, evicted, shutdown, error).",
 		}, []string{"reason"}),
 	}
+	m.openLongPoll = m.Open.WithLabelValues(TransportLongPoll)
+	m.deliveredLongPoll = m.Delivered.WithLabelValues(TransportLongPoll)
 	if reg != nil {
 		reg.MustRegister(m.Open, m.Delivered, m.Lag, m.NotifySent, m.NotifyReceived, m.ListenerUp, m.ListenerRestarts, m.SlowDisconnects, m.Evicted, m.StreamsEnded)
 	}

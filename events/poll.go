@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/confab-chat/confab/repository"
@@ -32,9 +31,11 @@ const maxCatchUpWait = 10 * time.Second
 type PollRequest struct {
 	UserID    string
 	UserAgent string
-	// Addr is the client's address: with UserAgent, it finds the session
-	// of a client that does not send session_id back.
-	Addr string
+	// Client tells the client's address: with UserAgent, it finds the
+	// session of a client that does not send session_id back. It is asked
+	// only for such a client (finding the address behind trusted proxies
+	// costs more than the rest of a poll's session).
+	Client ClientAddr
 	// SessionID is the session_id of the client's previous answer, if any.
 	SessionID string
 	// Cursor is the client's cursor ("": none, answer at once with the
@@ -43,6 +44,9 @@ type PollRequest struct {
 	// Timeout is how long to wait for an event when none is there.
 	Timeout time.Duration
 }
+
+// ClientAddr tells a request's client address (a *gin.Context does).
+type ClientAddr interface{ ClientIP() string }
 
 // PollAnswer is what a long-poll answers.
 type PollAnswer struct {
@@ -62,30 +66,25 @@ type PollAnswer struct {
 // the session's last answer ended reads nothing from the database, and one
 // whose answer was lost gets the same events again.
 func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error) {
-	sessionID, done, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Addr, req.UserAgent)
+	// A poll that goes on with its session may find the feed the
+	// session's last poll kept. A session that ended took its feed with
+	// it: the poll starts afresh.
+	p, perr := repository.ParsePosition(req.Cursor)
+	continuing := perr == nil && req.SessionID != ""
+	ps, feed, err := b.sessions.poll(ctx, req.UserID, req.SessionID, req.Client, req.UserAgent, p, continuing)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	sessionID := ps.id
 	ans := &PollAnswer{Events: []*Event{}, SessionID: sessionID}
-	// A poll that goes on with its session may find the feed the
-	// session's last poll kept. A session that ended takes its feed with
-	// it: the poll starts afresh.
-	var feed *PollFeed
+	var keep *PollFeed // back in the session's slot when the poll ends
+	defer func() { b.sessions.pollDone(ps, len(ans.Events), keep) }()
 	var from, last repository.Position
-	if p, err := repository.ParsePosition(req.Cursor); err == nil && req.SessionID != "" {
-		if feed = b.feeds.take(req.SessionID, req.UserID, p); feed != nil && sessionID != req.SessionID {
-			feed.Close()
-			feed = nil
-		}
+	if feed != nil {
 		from = p
+	} else if from, last, ans.Reset, err = b.resume(ctx, req.Cursor); err != nil {
+		return nil, err
 	}
-	if feed == nil {
-		if from, last, ans.Reset, err = b.resume(ctx, req.Cursor); err != nil {
-			return nil, err
-		}
-	}
-	ans.Cursor = from.String()
 	if req.Cursor != "" && !ans.Reset {
 		if feed == nil {
 			// Events up to last are committed: the answer waits for the
@@ -94,18 +93,21 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 			feed = &PollFeed{sub: b.hub.Subscribe(req.UserID, from, last), userID: req.UserID, base: from}
 		}
 		ans.Events = feed.wait(ctx, from, req.Timeout, b.Metrics)
-		if n := len(ans.Events); n > 0 {
-			ans.Cursor = ans.Events[n-1].ID
-		}
-		// Back in its slot before the answer is written: the client asks
-		// again as soon as it reads it. Only a client that came back with
-		// its session shows it will; the feed of any other poll (a one-off
-		// catch-up, a client without session_id) is closed.
+		// Back in its slot before the answer is written (pollDone): the
+		// client asks again as soon as it reads it. Only a client that
+		// came back with its session shows it will; the feed of any other
+		// poll (a one-off catch-up, a client without session_id) is
+		// closed.
 		if sessionID == req.SessionID && b.cfg.PollHold > 0 && len(feed.taken) <= maxKeptTaken {
-			b.feeds.keep(sessionID, feed)
+			keep = feed
 		} else {
 			feed.Close()
 		}
+	}
+	if n := len(ans.Events); n > 0 {
+		ans.Cursor = ans.Events[n-1].ID
+	} else {
+		ans.Cursor = from.String()
 	}
 	if ans.Typing, err = b.TypingFor(ctx, req.UserID); err != nil {
 		return nil, err
@@ -118,8 +120,9 @@ func (b *Broker) Poll(ctx context.Context, req PollRequest) (*PollAnswer, error)
 // subscription is fed like a stream's, and the next poll finds its events
 // queued.
 //
-// A feed is used by one poll at a time: take removes it from the session's
-// slot and keep puts it back.
+// A feed is used by one poll at a time: the poll takes it from its
+// session's slot (sessions.poll) and puts it back when it ends
+// (sessions.pollDone).
 type PollFeed struct {
 	sub    *Subscription
 	userID string
@@ -133,6 +136,10 @@ type PollFeed struct {
 	taken []*Event
 	// idleSince is when the feed went back to its slot.
 	idleSince time.Time
+	// timer times the waits of the feed's polls: made by the first that
+	// waits, stopped when each ends (a poll that answers at once needs
+	// none).
+	timer *time.Timer
 }
 
 // Close ends the feed's subscription.
@@ -145,10 +152,8 @@ func (f *PollFeed) Close() { f.sub.Close() }
 // typing change answers an empty poll early.
 func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout time.Duration, m *Metrics) []*Event {
 	out := f.backlog(cursor)
-	open := m.Open.WithLabelValues(TransportLongPoll)
-	open.Inc()
-	defer open.Dec()
-	delivered := m.Delivered.WithLabelValues(TransportLongPoll)
+	m.openLongPoll.Inc()
+	defer m.openLongPoll.Dec()
 
 	// While the subscription catches up, events exist that the answer
 	// waits for (up to maxCatchUpWait); after that, the timeout runs.
@@ -160,8 +165,8 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 	default:
 		wait = max(timeout, maxCatchUpWait)
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	var expired <-chan time.Time // armed when the poll first has to wait
+	defer f.stopTimer()
 	typing := false
 	size := 0
 	for i, ev := range out {
@@ -187,7 +192,7 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 			}
 			out = append(out, ev)
 			size += len(ev.Data)
-			delivered.Inc()
+			m.deliveredLongPoll.Inc()
 			if !ev.At.IsZero() {
 				m.Lag.Observe(time.Since(ev.At).Seconds())
 			}
@@ -196,12 +201,15 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 		if full(out, size) || (catching == nil && (len(out) > 0 || typing)) {
 			return out
 		}
+		if expired == nil {
+			expired = f.startTimer(wait)
+		}
 		select {
 		case <-f.sub.Ready():
 		case <-catching:
 			catching = nil
-			timer.Reset(timeout)
-		case <-timer.C:
+			f.timer.Reset(timeout)
+		case <-expired:
 			return out
 		case <-f.sub.Done():
 			return out
@@ -211,8 +219,26 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 	}
 }
 
+// startTimer starts the feed's timer for d and returns its channel.
+func (f *PollFeed) startTimer(d time.Duration) <-chan time.Time {
+	if f.timer == nil {
+		f.timer = time.NewTimer(d)
+	} else {
+		// Stopped by the poll that last used it: since Go 1.23, a
+		// timer's channel holds no value from before a Reset.
+		f.timer.Reset(d)
+	}
+	return f.timer.C
+}
+
+func (f *PollFeed) stopTimer() {
+	if f.timer != nil {
+		f.timer.Stop()
+	}
+}
+
 // backlog acknowledges the events up to cursor (a cursor the feed
-// continues: take checked it) and returns the ones after it that earlier
+// continues: sessions.poll checked it) and returns the ones after it that earlier
 // polls already read from the subscription.
 func (f *PollFeed) backlog(cursor repository.Position) []*Event {
 	i := 0
@@ -248,72 +274,6 @@ func (f *PollFeed) continues(cursor repository.Position) bool {
 	return !cursor.Less(f.base) && !f.last().Less(cursor)
 }
 
-// pollFeeds holds the idle feeds of this node's long-poll sessions, by
-// session id.
-type pollFeeds struct {
-	mu sync.Mutex
-	m  map[string]*PollFeed
-}
-
-func newPollFeeds() *pollFeeds { return &pollFeeds{m: map[string]*PollFeed{}} }
-
-// take removes and returns the session's feed if it continues cursor. A
-// feed that cannot is closed: the poll starts a new one.
-func (p *pollFeeds) take(sessionID, userID string, cursor repository.Position) *PollFeed {
-	p.mu.Lock()
-	f := p.m[sessionID]
-	if f == nil || f.userID != userID {
-		// Another user's session id is not this poll's session.
-		p.mu.Unlock()
-		return nil
-	}
-	delete(p.m, sessionID)
-	p.mu.Unlock()
-	if !f.continues(cursor) {
-		f.Close()
-		return nil
-	}
-	return f
-}
-
-// keep puts a feed back in its session's slot. Two polls of one session at
-// once (a client retrying) each end with a feed: the last one kept stays.
-func (p *pollFeeds) keep(sessionID string, f *PollFeed) {
-	f.idleSince = time.Now()
-	p.mu.Lock()
-	old := p.m[sessionID]
-	p.m[sessionID] = f
-	p.mu.Unlock()
-	if old != nil && old != f {
-		old.Close()
-	}
-}
-
-// expire closes the feeds idle for longer than idle: their poller stopped,
-// or will start over from the database.
-func (p *pollFeeds) expire(idle time.Duration) {
-	cutoff := time.Now().Add(-idle)
-	var gone []*PollFeed
-	p.mu.Lock()
-	for id, f := range p.m {
-		if f.idleSince.Before(cutoff) {
-			gone = append(gone, f)
-			delete(p.m, id)
-		}
-	}
-	p.mu.Unlock()
-	for _, f := range gone {
-		f.Close()
-	}
-}
-
-// len is how many feeds wait for their next poll.
-func (p *pollFeeds) len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.m)
-}
-
 // KeptPollFeeds is how many long-poll sessions' feeds wait for their next
 // poll.
-func (b *Broker) KeptPollFeeds() int { return b.feeds.len() }
+func (b *Broker) KeptPollFeeds() int { return b.sessions.keptFeeds() }

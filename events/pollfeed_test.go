@@ -20,12 +20,37 @@ func answer(t *testing.T, feed *PollFeed, cursor repository.Position, timeout ti
 	return out
 }
 
+// testSessions are sessions s1 and s2 (one each for users 1 and 0 of f,
+// s2 found by its client key), without a broker: the feeds' slots as
+// Broker.Poll uses them.
+func testSessions(f *hubFixture) *sessions {
+	s := newSessions(nil)
+	s.polls["s1"] = &pollSession{id: "s1", userID: f.users[1]}
+	s.polls["s2"] = &pollSession{id: "s2", userID: f.users[0]}
+	s.byClient[clientKey(f.users[0], "", "")] = "s2"
+	return s
+}
+
+// take starts a poll of user that names session id and continues from
+// cursor, and returns the feed it continues with (nil: none).
+func (s *sessions) take(t *testing.T, id, user string, cursor repository.Position) *PollFeed {
+	t.Helper()
+	_, feed, err := s.poll(context.Background(), user, id, nil, "", cursor, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return feed
+}
+
+// keep ends a poll of session id that keeps feed.
+func (s *sessions) keep(id string, feed *PollFeed) { s.pollDone(s.polls[id], 0, feed) }
+
 // TestPollFeedContinuesBetweenPolls: a kept feed receives what is committed
 // while no poll waits, serves an answer again to a client that lost it,
 // and gives way to a new feed for any cursor it cannot continue.
 func TestPollFeedContinuesBetweenPolls(t *testing.T) {
 	f := newHubFixture(t, "sqlite", HubConfig{Buffer: 16, Page: 16, Ring: 64, SlowAfter: time.Minute}, 2)
-	feeds := newPollFeeds()
+	feeds := testSessions(f)
 	user := f.users[1]
 	start := f.created
 	feed := &PollFeed{sub: subscribe(f.hub, user, start), userID: user, base: start}
@@ -40,10 +65,10 @@ func TestPollFeedContinuesBetweenPolls(t *testing.T) {
 
 	// Committed while no poll waits: queued in the kept subscription.
 	b := f.send(t, "b")
-	if feeds.take("s1", f.users[0], a) != nil {
+	if feeds.take(t, "s1", f.users[0], a) != nil {
 		t.Fatal("another user's poll took the feed")
 	}
-	if feeds.take("s1", user, a) != feed {
+	if feeds.take(t, "s1", user, a) != feed {
 		t.Fatal("the next poll did not get the feed")
 	}
 	if got := answer(t, feed, a, 10*time.Second); !slices.Equal(got, []repository.Position{b}) {
@@ -52,7 +77,7 @@ func TestPollFeedContinuesBetweenPolls(t *testing.T) {
 	feeds.keep("s1", feed)
 	// That answer was lost: the client asks again from a, and gets it
 	// again at once.
-	got := feeds.take("s1", user, a)
+	got := feeds.take(t, "s1", user, a)
 	if got != feed {
 		t.Fatal("the feed does not continue its own base")
 	}
@@ -61,7 +86,7 @@ func TestPollFeedContinuesBetweenPolls(t *testing.T) {
 	}
 	feeds.keep("s1", got)
 	// Acknowledged: nothing left, and what comes next is queued.
-	got = feeds.take("s1", user, b)
+	got = feeds.take(t, "s1", user, b)
 	if none := answer(t, got, b, 0); len(none) != 0 {
 		t.Fatalf("poll from b with nothing new: %v", none)
 	}
@@ -74,7 +99,7 @@ func TestPollFeedContinuesBetweenPolls(t *testing.T) {
 	past.ID++
 	for _, cursor := range []repository.Position{a, past} {
 		feeds.keep("s1", got)
-		if feeds.take("s1", user, cursor) != nil {
+		if feeds.take(t, "s1", user, cursor) != nil {
 			t.Fatalf("cursor %v continued a feed at %v..%v", cursor, b, c)
 		}
 		select {
@@ -91,23 +116,23 @@ func TestPollFeedContinuesBetweenPolls(t *testing.T) {
 // two polls of one session at once, the last kept feed stays.
 func TestPollFeedsExpireAndReplace(t *testing.T) {
 	f := newHubFixture(t, "sqlite", HubConfig{Buffer: 16, Page: 16, Ring: 64, SlowAfter: time.Minute}, 2)
-	feeds := newPollFeeds()
+	feeds := testSessions(f)
 	user := f.users[1]
 	a := &PollFeed{sub: subscribe(f.hub, user, f.created), userID: user, base: f.created}
 	b := &PollFeed{sub: subscribe(f.hub, user, f.created), userID: user, base: f.created}
-	feeds.keep("s", a)
-	feeds.keep("s", b)
+	feeds.keep("s1", a)
+	feeds.keep("s1", b)
 	select {
 	case <-a.sub.Done():
 	default:
 		t.Fatal("the replaced feed was left open")
 	}
-	feeds.expire(time.Hour)
-	if feeds.len() != 1 {
+	feeds.expireFeeds(time.Hour)
+	if feeds.keptFeeds() != 1 {
 		t.Fatal("a fresh feed expired")
 	}
-	feeds.expire(0)
-	if feeds.len() != 0 {
+	feeds.expireFeeds(0)
+	if feeds.keptFeeds() != 0 {
 		t.Fatal("an idle feed was kept")
 	}
 	select {
@@ -117,9 +142,9 @@ func TestPollFeedsExpireAndReplace(t *testing.T) {
 	}
 	// A feed whose subscription the hub ended continues nothing.
 	c := &PollFeed{sub: subscribe(f.hub, user, f.created), userID: user, base: f.created}
-	feeds.keep("s", c)
+	feeds.keep("s1", c)
 	f.hub.close()
-	if feeds.take("s", user, f.created) != nil {
+	if feeds.take(t, "s1", user, f.created) != nil {
 		t.Fatal("a feed of a closed hub was handed out")
 	}
 }

@@ -35,10 +35,21 @@ type sessions struct {
 }
 
 type pollSession struct {
+	id      string
 	userID  string
 	client  string
+	addr    string
 	waiting int
 	last    time.Time
+	// What the session's end logs: a poller makes one request per
+	// delivery, so its polls are not logged one by one (see
+	// api.requestLog) but summed up here.
+	started time.Time
+	polls   int
+	events  int
+	// feed is the subscription the session's last poll kept for the next
+	// (nil: none), since idleSince (see PollFeed).
+	feed *PollFeed
 }
 
 func newSessions(b *Broker) *sessions {
@@ -96,63 +107,170 @@ func (s *sessions) close(id, userID string) {
 	}
 }
 
-// poll returns the long-poll session id to use, reusing the given one when
-// it belongs to the user, else the session of the same client (user,
-// address and user agent), and marks it waiting until done is called.
-func (s *sessions) poll(ctx context.Context, userID, id, addr, ua string) (string, func(), error) {
-	client := userID + "\x00" + addr + "\x00" + ua
+// poll returns the long-poll session to use, reusing the given one when it
+// belongs to the user, else the session of the same client (user, address
+// and user agent), and marks it waiting until pollDone. A poll that names
+// its session and continues from cursor takes the feed the session's last
+// poll kept, if that feed continues the cursor (one that cannot is
+// closed: the poll starts a new one).
+func (s *sessions) poll(ctx context.Context, userID, id string, client ClientAddr, ua string, cursor repository.Position, continuing bool) (*pollSession, *PollFeed, error) {
 	s.mu.Lock()
 	ps, ok := s.polls[id]
-	if !ok || ps.userID != userID {
-		id = s.byClient[client]
-		ps, ok = s.polls[id]
+	if ok && ps.userID == userID {
+		ps.waiting++
+		feed := ps.feed
+		if !continuing {
+			feed = nil
+		} else {
+			ps.feed = nil
+		}
+		s.mu.Unlock()
+		if feed != nil && !feed.continues(cursor) {
+			feed.Close()
+			feed = nil
+		}
+		return ps, feed, nil
 	}
-	if ok {
+	// Only here: a poller that sends its session_id back (every poll of a
+	// browser) needs neither its address nor the key. The session found
+	// by them is not the one the poll named: its feed is not for this
+	// cursor.
+	s.mu.Unlock()
+	addr := ""
+	if client != nil {
+		addr = client.ClientIP()
+	}
+	key := clientKey(userID, addr, ua)
+	s.mu.Lock()
+	if ps, ok = s.polls[s.byClient[key]]; ok {
 		ps.waiting++
 		s.mu.Unlock()
-	} else {
-		s.mu.Unlock()
-		var err error
-		if id, err = s.open(ctx, userID, TransportLongPoll, ua); err != nil {
-			return "", nil, err
-		}
-		ps = &pollSession{userID: userID, client: client, waiting: 1}
-		s.mu.Lock()
-		s.polls[id] = ps
-		s.byClient[client] = id
-		s.mu.Unlock()
+		return ps, nil, nil
 	}
-	return id, func() {
-		s.mu.Lock()
-		ps.waiting--
-		ps.last = time.Now()
-		s.mu.Unlock()
-	}, nil
+	s.mu.Unlock()
+	id, err := s.open(ctx, userID, TransportLongPoll, ua)
+	if err != nil {
+		return nil, nil, err
+	}
+	ps = &pollSession{id: id, userID: userID, client: key, addr: addr, waiting: 1, started: time.Now()}
+	s.mu.Lock()
+	s.polls[id] = ps
+	s.byClient[key] = id
+	s.mu.Unlock()
+	return ps, nil, nil
+}
+
+func clientKey(userID, addr, ua string) string { return userID + "\x00" + addr + "\x00" + ua }
+
+// pollDone ends one poll of ps that answered with n events, and puts keep
+// (if not nil) in the session's slot for its next poll. Two polls of one
+// session at once (a client retrying) each end with a feed: the last one
+// kept stays.
+func (s *sessions) pollDone(ps *pollSession, n int, keep *PollFeed) {
+	now := time.Now()
+	var old *PollFeed
+	s.mu.Lock()
+	ps.waiting--
+	ps.last = now
+	ps.polls++
+	ps.events += n
+	if keep != nil {
+		keep.idleSince = now
+		old, ps.feed = ps.feed, keep
+	}
+	s.mu.Unlock()
+	if old != nil && old != keep {
+		old.Close()
+	}
+}
+
+// expireFeeds closes the feeds idle for longer than idle: their poller
+// stopped, or will start over from the database.
+func (s *sessions) expireFeeds(idle time.Duration) {
+	cutoff := time.Now().Add(-idle)
+	var gone []*PollFeed
+	s.mu.Lock()
+	for _, ps := range s.polls {
+		if ps.feed != nil && ps.feed.idleSince.Before(cutoff) {
+			gone = append(gone, ps.feed)
+			ps.feed = nil
+		}
+	}
+	s.mu.Unlock()
+	for _, f := range gone {
+		f.Close()
+	}
+}
+
+// keptFeeds is how many sessions' feeds wait for their next poll.
+func (s *sessions) keptFeeds() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ps := range s.polls {
+		if ps.feed != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // expirePolls closes long-poll sessions that stopped polling.
 func (s *sessions) expirePolls(idle time.Duration) {
 	now := time.Now()
-	var gone []string
+	var gone []*pollSession
 	s.mu.Lock()
 	for id, ps := range s.polls {
 		if ps.waiting == 0 && now.Sub(ps.last) > idle {
-			gone = append(gone, id)
-		}
-	}
-	users := make([]string, len(gone))
-	for i, id := range gone {
-		ps := s.polls[id]
-		users[i] = ps.userID
-		delete(s.polls, id)
-		if s.byClient[ps.client] == id {
-			delete(s.byClient, ps.client)
+			gone = append(gone, ps)
+			delete(s.polls, id)
+			if s.byClient[ps.client] == id {
+				delete(s.byClient, ps.client)
+			}
 		}
 	}
 	s.mu.Unlock()
-	for i, id := range gone {
-		s.close(id, users[i])
+	for _, ps := range gone {
+		if ps.feed != nil {
+			ps.feed.Close()
+		}
+		s.logPollSession(ps, "idle", ps.last)
+		s.close(ps.id, ps.userID)
 	}
+}
+
+// logPollSessions logs the long-poll sessions still open when the node
+// stops (their rows go with the node's).
+func (s *sessions) logPollSessions() {
+	s.mu.Lock()
+	open := make([]*pollSession, 0, len(s.polls))
+	for _, ps := range s.polls {
+		open = append(open, ps)
+	}
+	s.mu.Unlock()
+	now := time.Now()
+	for _, ps := range open {
+		s.logPollSession(ps, "shutdown", now)
+	}
+}
+
+// logPollSession writes a session's one line, when it ends: how many polls
+// it made and how many events they answered with (an answer sent again
+// counts again). Its polls' own request lines are at Debug; a poll that
+// failed has its own line at Info or Error.
+func (s *sessions) logPollSession(ps *pollSession, why string, end time.Time) {
+	s.mu.Lock()
+	polls, events := ps.polls, ps.events
+	s.mu.Unlock()
+	s.b.log.LogAttrs(context.Background(), slog.LevelInfo, "poll session",
+		slog.String("session_id", ps.id),
+		slog.String("user_id", ps.userID),
+		slog.String("addr", ps.addr),
+		slog.Int("polls", polls),
+		slog.Int("events", events),
+		slog.Duration("duration", end.Sub(ps.started)),
+		slog.String("ended", why),
+	)
 }
 
 // announcePresence tells the user's contacts that the user came online or
