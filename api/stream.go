@@ -107,15 +107,14 @@ func (s *Server) takeOver(c *gin.Context, first []byte, sub *events.Subscription
 	if !s.pool.Enter() {
 		return false
 	}
-	nc, rw, err := http.NewResponseController(c.Writer).Hijack()
+	// Bytes the client sent after its request (a pipelined request in
+	// the returned reader) are dropped with net/http's buffers: a
+	// stream's client has nothing more to say.
+	nc, _, err := http.NewResponseController(c.Writer).Hijack()
 	if err != nil {
 		s.pool.Leave()
 		return false
 	}
-	// Bytes the client sent after its request (rw.Reader.Buffered(): a
-	// pipelined request) are dropped with net/http's buffers: a stream's
-	// client has nothing more to say.
-	_ = rw
 
 	// The body ends when the connection does (no chunked encoding), as
 	// the EventSource spec suggests.
