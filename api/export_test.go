@@ -12,3 +12,14 @@ func PooledStreams(s *Server) int {
 	}
 	return s.pool.Len()
 }
+
+// TakenPolls is how many long-pollers' connections the poll fast path
+// serves (-1: it is off).
+func TakenPolls(s *Server) int {
+	if s.polls == nil {
+		return -1
+	}
+	s.polls.mu.Lock()
+	defer s.polls.mu.Unlock()
+	return len(s.polls.conns)
+}

@@ -48,9 +48,37 @@ func (s *Server) poll(c *gin.Context) {
 	buf.Reset()
 	encodePoll(buf, ans)
 	// Cache-Control: no-store is noStore's, as for every /v1 response.
-	c.Writer.Header()["Content-Type"] = jsonContentType
+	h := c.Writer.Header()
+	h["Content-Type"] = jsonContentType
+	takeOver := s.polls != nil && s.pollsFast(c, raw)
+	if takeOver {
+		// Framed by its length, so that the connection is the client's
+		// next request's once the answer is flushed.
+		h["Content-Length"] = []string{strconv.Itoa(buf.Len())}
+	}
 	c.Status(http.StatusOK)
 	c.Writer.Write(buf.Bytes()) //nolint:errcheck // the client went away
+	if takeOver && http.NewResponseController(c.Writer).Flush() == nil {
+		s.takeOverPoll(c)
+	}
+}
+
+// pollsFast reports whether the poller's next polls on this connection
+// will be served by the fast path (pollconn.go), so that taking the
+// connection over pays: a client that carries its session on plain
+// HTTP/1.1, with a bearer or query token and no Origin or proxy headers
+// (those polls would be handed back every time).
+func (s *Server) pollsFast(c *gin.Context, raw string) bool {
+	r := c.Request
+	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.TLS != nil || r.Close || !plainQuery(raw) ||
+		queryValue(c, raw, "session_id") == "" || queryValue(c, raw, "cursor") == "" {
+		return false
+	}
+	h := r.Header
+	if h.Get("Origin") != "" || h.Get("X-Forwarded-For") != "" || h.Get("X-Real-Ip") != "" {
+		return false
+	}
+	return bearerToken(c) != "" || (h.Get("Cookie") == "" && queryValue(c, raw, "access_token") != "")
 }
 
 // connStateKey holds a connection's *connState in its context (see

@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -51,6 +52,10 @@ type Config struct {
 	// is the pool's size (0: one per CPU).
 	StreamPool    bool
 	StreamWriters int
+	// PollTakeover serves a long-poller's polls on its plain HTTP/1.1
+	// keep-alive connection outside net/http once it has been answered
+	// once (pollconn.go).
+	PollTakeover bool
 	// WriteTimeout bounds writing any other response.
 	WriteTimeout time.Duration
 	// Typing pings allowed per user and conversation: a burst, then one per
@@ -116,6 +121,7 @@ func DefaultConfig() Config {
 		StreamRetry:              2 * time.Second,
 		StreamWriteTimeout:       10 * time.Second,
 		StreamPool:               true,
+		PollTakeover:             true,
 		WriteTimeout:             30 * time.Second,
 		TypingBurst:              5,
 		TypingInterval:           time.Second,
@@ -148,7 +154,10 @@ type Server struct {
 	addRate    *limiters
 	// pool serves HTTP/1.1 streams (nil: every stream is served by its
 	// handler).
-	pool         *sse.Pool
+	pool *sse.Pool
+	// polls are the long-pollers' connections taken over from net/http
+	// (nil: none are; HTTPServer sets it).
+	polls        *pollConns
 	openSSE      prometheus.Gauge
 	deliveredSSE prometheus.Counter
 }
@@ -252,17 +261,25 @@ func (s *Server) Handler() http.Handler {
 // line, or for ctx. http.Server.Shutdown does not see them: net/http gave
 // their connections up.
 func (s *Server) CloseStreams(ctx context.Context) error {
-	if s.pool == nil {
-		return nil
+	var err error
+	if s.pool != nil {
+		err = s.pool.Shutdown(ctx)
 	}
-	return s.pool.Shutdown(ctx)
+	if s.polls != nil {
+		s.polls.shutdown() // http.Server.Shutdown did, unless it was not called
+		err = errors.Join(err, s.polls.wait(ctx))
+	}
+	return err
 }
 
 // HTTPServer returns the http.Server to run the handler with. It has no
 // WriteTimeout, which would cut every stream: streams set a deadline per
 // write instead, and the header and body reads are bounded.
+//
+// With PollTakeover, the server also serves the connections the long-poll
+// fast path hands back, and its Shutdown ends the connections it took.
 func (s *Server) HTTPServer(log *slog.Logger) *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -273,4 +290,9 @@ func (s *Server) HTTPServer(log *slog.Logger) *http.Server {
 			return context.WithValue(ctx, connStateKey{}, new(connState))
 		},
 	}
+	if s.cfg.PollTakeover {
+		s.polls = newPollConns(srv, s.broker.Metrics.PollConns)
+		srv.RegisterOnShutdown(s.polls.shutdown)
+	}
+	return srv
 }

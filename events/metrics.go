@@ -16,6 +16,7 @@ type Metrics struct {
 	SlowDisconnects  prometheus.Counter
 	Evicted          prometheus.Counter
 	StreamsEnded     *prometheus.CounterVec
+	PollConns        prometheus.Gauge
 
 	// The long-poll children of Open and Delivered, looked up once: a
 	// poll would otherwise hash its label on every request.
@@ -46,11 +47,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StreamsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "confab_streams_ended_total", Help: "Streams served by the writer pool that ended, by reason (client_gone, expired, write_timeout, slow_consumer, evicted, shutdown, error).",
 		}, []string{"reason"}),
+		PollConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "confab_poll_connections", Help: "Long-pollers' keep-alive connections whose polls are served outside net/http.",
+		}),
 	}
 	m.openLongPoll = m.Open.WithLabelValues(TransportLongPoll)
 	m.deliveredLongPoll = m.Delivered.WithLabelValues(TransportLongPoll)
 	if reg != nil {
-		reg.MustRegister(m.Open, m.Delivered, m.Lag, m.NotifySent, m.NotifyReceived, m.ListenerUp, m.ListenerRestarts, m.SlowDisconnects, m.Evicted, m.StreamsEnded)
+		reg.MustRegister(m.Open, m.Delivered, m.Lag, m.NotifySent, m.NotifyReceived, m.ListenerUp, m.ListenerRestarts, m.SlowDisconnects, m.Evicted, m.StreamsEnded, m.PollConns)
 	}
 	return m
 }

@@ -148,6 +148,7 @@ func parseConfig(args []string) (*Config, error) {
 	e.Int(&cfg.API.ConversationsPageMax, "conversations-page-max", cfg.API.ConversationsPageMax, "the largest ?limit= of GET /v1/conversations")
 	e.Duration(&cfg.API.StreamHeartbeat, "stream-heartbeat", cfg.API.StreamHeartbeat, "SSE comment heartbeat interval")
 	e.Bool(&cfg.API.StreamPool, "stream-pool", cfg.API.StreamPool, "serve HTTP/1.1 streams from a pool of writers, with no goroutine per idle stream (Linux; off: a handler goroutine each)")
+	e.Bool(&cfg.API.PollTakeover, "poll-takeover", cfg.API.PollTakeover, "serve a long-poller's polls on its HTTP/1.1 keep-alive connection outside net/http after its first answer (off: every poll through net/http)")
 	e.Int(&cfg.API.StreamWriters, "stream-writers", cfg.API.StreamWriters, "writer goroutines of the stream pool (0: one per CPU)")
 	e.Duration(&cfg.Events.TypingTTL, "typing-ttl", cfg.Events.TypingTTL, "how long a typing ping lasts")
 	e.Duration(&cfg.Events.Retention, "retention", cfg.Events.Retention, "how long log events are kept for resuming clients")

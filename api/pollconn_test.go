@@ -1,0 +1,302 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/confab-chat/confab/api"
+	"github.com/confab-chat/confab/repository"
+	"github.com/confab-chat/confab/repository/dbtest"
+)
+
+// pollClient speaks HTTP/1.1 on one connection, request by request, so a
+// test sees which connection serves what.
+type pollClient struct {
+	t    *testing.T
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func dialPoller(t *testing.T, url string) *pollClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &pollClient{t: t, conn: conn, br: bufio.NewReader(conn)}
+}
+
+// send writes raw request bytes.
+func (c *pollClient) send(raw string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, raw); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// read reads the next response, body included.
+func (c *pollClient) read() (*http.Response, []byte) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	res, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return res, body
+}
+
+// pollRequest is a poll as a client library writes it.
+func pollRequest(token, session, cursor, timeout string, extra ...string) string {
+	return "GET /v1/events/poll?session_id=" + session + "&cursor=" + cursor + "&timeout=" + timeout + " HTTP/1.1\r\n" +
+		"Host: confab.test\r\nAuthorization: Bearer " + token + "\r\nUser-Agent: poller/1\r\n" + strings.Join(extra, "") + "\r\n"
+}
+
+// poll sends a poll and decodes its 200 answer.
+func (c *pollClient) poll(raw string) (*http.Response, pollResult) {
+	c.t.Helper()
+	c.send(raw)
+	res, body := c.read()
+	if res.StatusCode != http.StatusOK {
+		c.t.Fatalf("poll: %d %s", res.StatusCode, body)
+	}
+	var p pollResult
+	if err := json.Unmarshal(body, &p); err != nil {
+		c.t.Fatalf("poll answer %q: %v", body, err)
+	}
+	return res, p
+}
+
+// headerNames are a response's header names but Date's and
+// X-Request-Id's, whose values vary, with the values of the others.
+func headerNames(h http.Header) []string {
+	var out []string
+	for k, v := range h {
+		if k != "Date" && k != "X-Request-Id" && k != "Content-Length" {
+			out = append(out, k+": "+strings.Join(v, ","))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestPollConnectionTakenOver: once a poller carrying its session has been
+// answered on a plain HTTP/1.1 connection, its next polls there are served
+// outside net/http with the same answers and headers, events arrive on
+// them, and the client's X-Request-Id is echoed as the router echoes it.
+func TestPollConnectionTakenOver(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		alice, bob := e.register("alice"), e.register("bob")
+		g := e.group(alice, bob)
+		first := e.poll(bob.Token, "")
+		c := dialPoller(t, e.url)
+		routed, p := c.poll(pollRequest(bob.Token, first.SessionID, first.Cursor, "0"))
+		if p.SessionID != first.SessionID || p.Cursor != first.Cursor || len(p.Events) != 0 {
+			t.Fatalf("first poll: %+v", p)
+		}
+		eventually(t, 5*time.Second, "the connection taken over", func() bool { return api.TakenPolls(e.srv) == 1 })
+		fast, p := c.poll(pollRequest(bob.Token, first.SessionID, first.Cursor, "0", "X-Request-Id: poll-42\r\n"))
+		if p.SessionID != first.SessionID || p.Cursor != first.Cursor || len(p.Events) != 0 {
+			t.Fatalf("fast poll: %+v", p)
+		}
+		if a, b := headerNames(routed.Header), headerNames(fast.Header); !slices.Equal(a, b) {
+			t.Fatalf("headers differ:\nrouter %q\nfast   %q", a, b)
+		}
+		if id := fast.Header.Get("X-Request-Id"); id != "poll-42" {
+			t.Fatalf("X-Request-Id %q", id)
+		}
+		if fast.ContentLength <= 0 || fast.Close {
+			t.Fatalf("fast answer framing: length %d, close %v", fast.ContentLength, fast.Close)
+		}
+		// A poll that waits is answered by a send.
+		c.send(pollRequest(bob.Token, first.SessionID, first.Cursor, "20"))
+		time.Sleep(100 * time.Millisecond)
+		msg := e.send(alice, g.ID, "to the poller")
+		res, body := c.read()
+		if res.StatusCode != http.StatusOK || !strings.Contains(string(body), msg.ID) {
+			t.Fatalf("waiting poll: %d %s", res.StatusCode, body)
+		}
+		var got pollResult
+		json.Unmarshal(body, &got)
+		// Pipelined: two polls written at once are answered in order.
+		c.send(pollRequest(bob.Token, first.SessionID, got.Cursor, "0") + pollRequest(bob.Token, first.SessionID, first.Cursor, "0"))
+		_, b1 := c.read()
+		_, b2 := c.read()
+		if strings.Contains(string(b1), msg.ID) || !strings.Contains(string(b2), msg.ID) {
+			t.Fatalf("pipelined answers:\n%s\n%s", b1, b2)
+		}
+		if n := api.TakenPolls(e.srv); n != 1 {
+			t.Fatalf("%d connections taken over", n)
+		}
+	})
+}
+
+// TestPollConnectionHandsBack: whatever the fast path does not serve as a
+// plain poll, on a connection it took over, is served by the router as on
+// any connection: another route, a bad parameter, a bad token, a
+// cross-origin poll, a head too long, bare LFs. The connection stays
+// usable throughout.
+func TestPollConnectionHandsBack(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, "sqlite"), testConfig())
+	alice, bob := e.register("alice"), e.register("bob")
+	g := e.group(alice, bob)
+	first := e.poll(bob.Token, "")
+	c := dialPoller(t, e.url)
+	plain := pollRequest(bob.Token, first.SessionID, first.Cursor, "0")
+	c.poll(plain)
+	eventually(t, 5*time.Second, "the connection taken over", func() bool { return api.TakenPolls(e.srv) == 1 })
+
+	body := `{"body":"from the poll connection"}`
+	c.send("POST /v1/conversations/" + g.ID + "/messages HTTP/1.1\r\nHost: confab.test\r\nAuthorization: Bearer " + bob.Token +
+		"\r\nContent-Type: application/json\r\nContent-Length: " + itoa(int64(len(body))) + "\r\n\r\n" + body)
+	if res, b := c.read(); res.StatusCode != http.StatusCreated {
+		t.Fatalf("send on a poll connection: %d %s", res.StatusCode, b)
+	}
+	problems := []struct {
+		name, raw string
+		status    int
+		code      string
+	}{
+		{"timeout out of range", pollRequest(bob.Token, first.SessionID, first.Cursor, "61"), 400, "invalid_field"},
+		{"bad cursor", pollRequest(bob.Token, first.SessionID, "x-y", "0"), 400, "invalid_cursor"},
+		{"bad token", pollRequest("not-a-token", first.SessionID, first.Cursor, "0"), 401, "unauthorized"},
+		{"wrong route", "GET /v1/events/pollx HTTP/1.1\r\nHost: confab.test\r\nAuthorization: Bearer " + bob.Token + "\r\n\r\n", 404, "not_found"},
+	}
+	for _, tc := range problems {
+		c.poll(plain) // taken over again
+		c.send(tc.raw)
+		res, b := c.read()
+		if res.StatusCode != tc.status || res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), `"code":"`+tc.code+`"`) {
+			t.Fatalf("%s: %d %s %s", tc.name, res.StatusCode, res.Header.Get("Content-Type"), b)
+		}
+	}
+	// A cross-origin poll gets the router's CORS headers (from an origin
+	// the server allows; none is here, so none are set) and its answer.
+	c.poll(plain)
+	res, _ := c.poll(pollRequest(bob.Token, first.SessionID, first.Cursor, "0", "Origin: https://elsewhere.test\r\n"))
+	if res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("CORS for an origin not allowed: %v", res.Header)
+	}
+	// A head longer than the fast path reads.
+	c.poll(plain)
+	c.poll(pollRequest(bob.Token, first.SessionID, first.Cursor, "0", "X-Padding: "+strings.Repeat("p", 6000)+"\r\n"))
+	// Lines ended by LF alone, which net/http accepts.
+	c.poll(plain)
+	c.poll(strings.ReplaceAll(plain, "\r\n", "\n"))
+	c.poll(plain)
+	eventually(t, 5*time.Second, "the connection taken over again", func() bool { return api.TakenPolls(e.srv) == 1 })
+}
+
+// TestPollConnectionCloses: a taken-over connection closes when the client
+// asks (Connection: close), when a head stalls past ReadHeaderTimeout, and
+// at shutdown, where a waiting poll answers at once (its client resumes
+// elsewhere from its cursor).
+func TestPollConnectionCloses(t *testing.T) {
+	store := dbtest.Open(t, "sqlite")
+	e := newEnvWith(t, store, testConfig(), testEventsConfig(t, store), func(hs *http.Server) { hs.ReadHeaderTimeout = 300 * time.Millisecond })
+	bob := e.register("bob")
+	first := e.poll(bob.Token, "")
+	plain := pollRequest(bob.Token, first.SessionID, first.Cursor, "0")
+	taken := func(c *pollClient) {
+		t.Helper()
+		c.poll(plain)
+		c.poll(plain)
+	}
+
+	c := dialPoller(t, e.url)
+	taken(c)
+	res, _ := c.poll(pollRequest(bob.Token, first.SessionID, first.Cursor, "0", "Connection: close\r\n"))
+	if !res.Close {
+		t.Fatal("no Connection: close on the answer to a client that asked")
+	}
+	expectClosed(t, c)
+
+	c = dialPoller(t, e.url)
+	taken(c)
+	c.send(plain[:40])
+	expectClosed(t, c)
+
+	c = dialPoller(t, e.url)
+	taken(c)
+	c.send(pollRequest(bob.Token, first.SessionID, first.Cursor, "30"))
+	eventually(t, 5*time.Second, "the poll to wait", func() bool { return strings.Contains(e.metrics(), `confab_subscribers{transport="longpoll"} 1`) })
+	began := time.Now()
+	go e.stop()
+	res, _ = c.read()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("waiting poll at shutdown: %d", res.StatusCode)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("shutdown answered the waiting poll after %v", d)
+	}
+	expectClosed(t, c)
+}
+
+// expectClosed waits for the server to close c.
+func expectClosed(t *testing.T, c *pollClient) {
+	t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("connection not closed: %d bytes, %v", n, err)
+	}
+}
+
+// metrics is the node's /metrics page.
+func (e *env) metrics() string {
+	e.t.Helper()
+	res, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// TestPollConnectionShutdown: http.Server.Shutdown alone (no broker drain
+// before it) ends a poll waiting on a taken-over connection at once, with
+// Connection: close, and CloseStreams waits for it.
+func TestPollConnectionShutdown(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, "sqlite"), testConfig())
+	bob := e.register("bob")
+	first := e.poll(bob.Token, "")
+	c := dialPoller(t, e.url)
+	c.poll(pollRequest(bob.Token, first.SessionID, first.Cursor, "0"))
+	c.send(pollRequest(bob.Token, first.SessionID, first.Cursor, "30"))
+	eventually(t, 5*time.Second, "the poll to wait", func() bool {
+		return strings.Contains(e.metrics(), `confab_subscribers{transport="longpoll"} 1`) && api.TakenPolls(e.srv) == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	began := time.Now()
+	if err := e.hs.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := c.read()
+	if res.StatusCode != http.StatusOK || !res.Close {
+		t.Fatalf("waiting poll at shutdown: %d, close %v", res.StatusCode, res.Close)
+	}
+	if err := e.srv.CloseStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d > 3*time.Second {
+		t.Fatalf("shutdown took %v", d)
+	}
+	if n := api.TakenPolls(e.srv); n != 0 {
+		t.Fatalf("%d connections still taken over", n)
+	}
+	expectClosed(t, c)
+}
