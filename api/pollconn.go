@@ -193,6 +193,7 @@ func (pc *pollConn) serve() {
 // back instead.
 func (pc *pollConn) readHead() (string, bool) {
 	p := pc.s.polls
+	begun := false // the head's ReadHeaderTimeout is running
 	for {
 		data := pc.buf[pc.off:pc.n]
 		if end := headEnd(data); end >= 0 {
@@ -210,10 +211,14 @@ func (pc *pollConn) readHead() (string, bool) {
 			return "", false
 		}
 		// Between requests the connection may idle for IdleTimeout; once
-		// a head has begun, the rest must come within ReadHeaderTimeout.
+		// a head has begun, all of it must come within ReadHeaderTimeout
+		// (set once: a client trickling bytes does not move it).
 		now := time.Now()
 		if pc.n > 0 {
-			pc.setReadDeadline(now.Add(p.srv.ReadHeaderTimeout))
+			if !begun {
+				begun = true
+				pc.setReadDeadline(now.Add(p.srv.ReadHeaderTimeout))
+			}
 		} else if idle := p.srv.IdleTimeout; pc.readDeadline.Sub(now) < idle/2 {
 			pc.setReadDeadline(now.Add(idle))
 		}
@@ -497,6 +502,8 @@ func (pc *pollConn) ClientIP() string {
 // first, as if it had come in on a new connection.
 func (pc *pollConn) handBack(pending []byte) {
 	p := pc.s.polls
+	// net/http sets the deadlines it wants; none of ours is left behind.
+	pc.nc.SetDeadline(time.Time{}) //nolint:errcheck // a closed connection fails its next read
 	// Served from the first hand-back on, when the server is set up and
 	// serving: Serve reads the server's fields. A server shut down by then
 	// closes the listener at once, and the connection with it.

@@ -201,7 +201,8 @@ func TestPollConnectionHandsBack(t *testing.T) {
 }
 
 // TestPollConnectionCloses: a taken-over connection closes when the client
-// asks (Connection: close), when a head stalls past ReadHeaderTimeout, and
+// asks (Connection: close), when a head stalls or trickles past
+// ReadHeaderTimeout, and
 // at shutdown, where a waiting poll answers at once (its client resumes
 // elsewhere from its cursor).
 func TestPollConnectionCloses(t *testing.T) {
@@ -229,11 +230,28 @@ func TestPollConnectionCloses(t *testing.T) {
 	c.send(plain[:40])
 	expectClosed(t, c)
 
+	// A head trickled a byte at a time does not move the deadline.
+	c = dialPoller(t, e.url)
+	taken(c)
+	began := time.Now()
+	go func(conn net.Conn) {
+		for i := range 40 {
+			if _, err := io.WriteString(conn, plain[i:i+1]); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}(c.conn)
+	expectClosed(t, c)
+	if d := time.Since(began); d > 1500*time.Millisecond {
+		t.Fatalf("a trickled head held the connection for %v", d)
+	}
+
 	c = dialPoller(t, e.url)
 	taken(c)
 	c.send(pollRequest(bob.Token, first.SessionID, first.Cursor, "30"))
 	eventually(t, 5*time.Second, "the poll to wait", func() bool { return strings.Contains(e.metrics(), `confab_subscribers{transport="longpoll"} 1`) })
-	began := time.Now()
+	began = time.Now()
 	go e.stop()
 	res, _ = c.read()
 	if res.StatusCode != http.StatusOK {
