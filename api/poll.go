@@ -70,7 +70,9 @@ func (s *Server) poll(c *gin.Context) {
 // (those polls would be handed back every time).
 func (s *Server) pollsFast(c *gin.Context, raw string) bool {
 	r := c.Request
-	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.TLS != nil || r.Close || !plainQuery(raw) ||
+	// A request with a body (or one announced) may leave bytes net/http
+	// has not read: they are not the start of the next request.
+	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.TLS != nil || r.Close || r.ContentLength != 0 || r.TransferEncoding != nil || r.Header["Expect"] != nil || !plainQuery(raw) ||
 		queryValue(c, raw, "session_id") == "" || queryValue(c, raw, "cursor") == "" {
 		return false
 	}

@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"github.com/confab-chat/confab/events"
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Long-pollers' keep-alive connections are taken over from net/http.
@@ -144,16 +147,18 @@ func (s *Server) takeOverPoll(c *gin.Context) bool {
 	if !ok {
 		return false
 	}
-	pc := &pollConn{s: s, buf: make([]byte, pollHeadMax)}
-	if !s.polls.add(pc) {
+	if s.polls.shuttingDown() {
 		return false
 	}
 	nc, rw, err := http.NewResponseController(w.Unwrap()).Hijack()
 	if err != nil {
-		s.polls.remove(pc)
 		return false
 	}
-	pc.nc = nc
+	pc := &pollConn{s: s, nc: unwrapReplay(nc), buf: make([]byte, pollHeadMax)}
+	if !s.polls.add(pc) {
+		nc.Close() // shutting down since: the client polls another node
+		return true
+	}
 	// What the client sent after this poll (a pipelined request) is the
 	// start of the next: at most net/http's read buffer, pollHeadMax.
 	if k := rw.Reader.Buffered(); k > 0 {
@@ -171,6 +176,14 @@ func (s *Server) takeOverPoll(c *gin.Context) bool {
 // back.
 func (pc *pollConn) serve() {
 	defer pc.s.polls.remove(pc)
+	// As the router's recoverer does: a panic costs this connection, not
+	// the process.
+	defer func() {
+		if v := recover(); v != nil {
+			pc.s.log.Error("panic", slog.String("path", pollRoute), slog.String("panic", fmt.Sprint(v)), slog.String("stack", string(debug.Stack())))
+			pc.nc.Close()
+		}
+	}()
 	for {
 		head, ok := pc.readHead()
 		if !ok {
@@ -289,8 +302,10 @@ func parsePoll(head string) (r pollRequest, ok bool) {
 		return r, false
 	}
 	r.query = query
+	// The first of each header counts, as net/http's Header.Get reads
+	// it, even when it is empty.
 	var auth, cookie string
-	var host bool
+	var host, seenAuth, seenCookie, seenUA, seenID bool
 	for rest != "" {
 		line, rest, _ = strings.Cut(rest, "\r\n")
 		name, value, found := strings.Cut(line, ":")
@@ -300,25 +315,25 @@ func parsePoll(head string) (r pollRequest, ok bool) {
 		value = strings.Trim(value, " \t")
 		switch {
 		case strings.EqualFold(name, "Host"):
-			if host {
+			if host || !httpguts.ValidHostHeader(value) {
 				return r, false // net/http's 400
 			}
 			host = true
 		case strings.EqualFold(name, "Authorization"):
-			if auth == "" {
-				auth = value
+			if !seenAuth {
+				auth, seenAuth = value, true
 			}
 		case strings.EqualFold(name, "Cookie"):
-			if cookie == "" {
-				cookie = value
+			if !seenCookie {
+				cookie, seenCookie = value, true
 			}
 		case strings.EqualFold(name, "User-Agent"):
-			if r.userAgent == "" {
-				r.userAgent = value
+			if !seenUA {
+				r.userAgent, seenUA = value, true
 			}
 		case strings.EqualFold(name, "X-Request-Id"):
-			if r.requestID == "" {
-				r.requestID = value
+			if !seenID {
+				r.requestID, seenID = value, true
 			}
 		case strings.EqualFold(name, "Connection"):
 			for _, opt := range strings.Split(value, ",") {
@@ -451,7 +466,7 @@ func (pc *pollConn) servePoll(req *pollRequest, headLen int) bool {
 		b = append(b, id...)
 	}
 	b = append(b, "\r\nDate: "...)
-	b = start.UTC().AppendFormat(b, http.TimeFormat)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
 	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(body.Len()), 10)
 	if closing {
@@ -504,11 +519,23 @@ func (pc *pollConn) handBack(pending []byte) {
 	p := pc.s.polls
 	// net/http sets the deadlines it wants; none of ours is left behind.
 	pc.nc.SetDeadline(time.Time{}) //nolint:errcheck // a closed connection fails its next read
+	pending = bytes.Clone(pending)
 	// Served from the first hand-back on, when the server is set up and
 	// serving: Serve reads the server's fields. A server shut down by then
 	// closes the listener at once, and the connection with it.
 	p.serveBack.Do(func() { go p.srv.Serve(p.back) }) //nolint:errcheck // ends with the server
-	p.back.give(&replayConn{Conn: pc.nc, pending: bytes.Clone(pending)})
+	p.back.give(&replayConn{Conn: pc.nc, pending: pending})
+}
+
+// unwrapReplay returns the socket under a connection handed back to
+// net/http and hijacked again, once net/http has read what it replayed:
+// connections do not nest at each hand-back, and the stream pool gets the
+// socket it writes to directly.
+func unwrapReplay(nc net.Conn) net.Conn {
+	if rc, ok := nc.(*replayConn); ok && len(rc.pending) == 0 {
+		return rc.Conn
+	}
+	return nc
 }
 
 // handBack is the listener that hands connections back to net/http: the
@@ -563,6 +590,9 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending = nil
+		}
 		return n, nil
 	}
 	return c.Conn.Read(p)

@@ -198,6 +198,20 @@ func TestPollConnectionHandsBack(t *testing.T) {
 	c.poll(strings.ReplaceAll(plain, "\r\n", "\n"))
 	c.poll(plain)
 	eventually(t, 5*time.Second, "the connection taken over again", func() bool { return api.TakenPolls(e.srv) == 1 })
+	// A stream on the same connection: the pool gets the socket itself,
+	// whatever went back and forth before.
+	c.send("GET /v1/events HTTP/1.1\r\nHost: confab.test\r\nAuthorization: Bearer " + bob.Token + "\r\n\r\n")
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(c.br, nil)
+	if err != nil || res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream on a poll connection: %v %v", res, err)
+	}
+	line := ""
+	for !strings.HasPrefix(line, "event: ready") {
+		if line, err = c.br.ReadString('\n'); err != nil {
+			t.Fatalf("stream on a poll connection: %v", err)
+		}
+	}
 }
 
 // TestPollConnectionCloses: a taken-over connection closes when the client

@@ -115,6 +115,7 @@ func (s *Server) takeOver(c *gin.Context, first []byte, sub *events.Subscription
 		s.pool.Leave()
 		return false
 	}
+	nc = unwrapReplay(nc) // a connection the poll fast path handed back
 
 	// The body ends when the connection does (no chunked encoding), as
 	// the EventSource spec suggests.
