@@ -146,6 +146,37 @@ func TestSmoke(t *testing.T) {
 		check(t, rep.Confab)
 		check(t, rep.Reference)
 	})
+	t.Run("pollers against the reference's", func(t *testing.T) {
+		cfg := smokeConfig(confab, ref)
+		cfg.Users, cfg.Group, cfg.Streams, cfg.Pollers = 4, 2, 0, 4
+		if err := cfg.validate(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Run(ctx, cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, rep.Confab)
+		check(t, rep.Reference)
+		// Judged for loss only: the long-poll targets are against SSE.
+		rep.Label = "sqlite/longpoll-bare"
+		if v := judge([]*Report{rep}); len(v) != 2 {
+			t.Errorf("verdicts %+v", v)
+		}
+	})
+	t.Run("the reference's pollers against its streams", func(t *testing.T) {
+		cfg := smokeConfig(ref, "sse")
+		cfg.Users, cfg.Group, cfg.Streams, cfg.Pollers = 4, 2, 0, 4
+		if err := cfg.validate(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Run(ctx, cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, rep.Confab)
+		check(t, rep.Reference)
+	})
 	t.Run("group", func(t *testing.T) {
 		// A group of 4 against groups of 2, nobody listening: both checked
 		// by catching up.

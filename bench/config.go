@@ -112,8 +112,6 @@ func (c *Config) validate() error {
 		return err
 	}
 	if strings.HasPrefix(c.Ref, "http") {
-		// (Another confab build may be the reference; `confab bench
-		// reference` answers long-polls with 501.)
 		return checkTarget(c.Ref, c.AllowRemote)
 	}
 	return nil

@@ -25,6 +25,11 @@ import (
 // storage and no checks beyond what routing needs. It numbers messages in
 // memory as confab does, a position for each (one counter, "0-<n>") and a
 // seq per conversation, so the same delivery checks apply to it.
+//
+// It long-polls too, as barely: every message is kept in memory (log[n-1]
+// is position n; a benchmark sends thousands), a poll from a cursor
+// answers with the messages after it in the poller's conversations, or
+// waits for the next send.
 type Reference struct {
 	mu    sync.Mutex
 	next  int
@@ -32,6 +37,15 @@ type Reference struct {
 	users map[string]*refUser
 	convs map[string]*refConv
 	reg   *prometheus.Registry
+	log   []refEvent
+	// sent is closed (and replaced) by every send: waiting polls look again.
+	sent chan struct{}
+}
+
+// refEvent is a message as polls answer it.
+type refEvent struct {
+	conv *refConv
+	data []byte // {"message": ...}
 }
 
 type refUser struct {
@@ -41,6 +55,7 @@ type refUser struct {
 
 type refConv struct {
 	members []*refUser
+	member  map[*refUser]bool
 	seq     int64 // the last message's
 }
 
@@ -53,7 +68,7 @@ type refSub struct {
 func NewReference() *Reference {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Reference{users: map[string]*refUser{}, convs: map[string]*refConv{}, reg: reg}
+	return &Reference{users: map[string]*refUser{}, convs: map[string]*refConv{}, reg: reg, sent: make(chan struct{})}
 }
 
 // Handler routes the reference's endpoints.
@@ -151,7 +166,11 @@ func (rf *Reference) createConversation(w http.ResponseWriter, r *http.Request) 
 	}
 	rf.next++
 	id := "c" + strconv.Itoa(rf.next)
-	rf.convs[id] = &refConv{members: members}
+	member := map[*refUser]bool{}
+	for _, u := range members {
+		member[u] = true
+	}
+	rf.convs[id] = &refConv{members: members, member: member}
 	rf.mu.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
 }
@@ -196,6 +215,9 @@ func (rf *Reference) send(w http.ResponseWriter, r *http.Request) {
 	frame := make([]byte, 0, len(data)+64)
 	frame = append(append(frame, "id: "...), refPosition(rf.pos)...)
 	frame = append(append(append(frame, "\nevent: message.created\ndata: "...), data...), "\n\n"...)
+	rf.log = append(rf.log, refEvent{conv: conv, data: data})
+	close(rf.sent)
+	rf.sent = make(chan struct{})
 	for _, u := range conv.members {
 		for s := range u.subs {
 			select {
@@ -298,19 +320,68 @@ func (rf *Reference) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// poll answers the head query only: the reference keeps no events to poll.
+// poll answers a poll without a cursor with the head, and one from a
+// cursor with the messages after it in the user's conversations, waiting
+// up to its timeout for one.
 func (rf *Reference) poll(w http.ResponseWriter, r *http.Request) {
 	u := rf.user(r)
 	if u == nil {
 		http.Error(w, "unknown user", http.StatusUnauthorized)
 		return
 	}
-	if r.URL.Query().Has("cursor") {
-		http.Error(w, "the reference keeps no events to poll", http.StatusNotImplemented)
+	q := r.URL.Query()
+	if !q.Has("cursor") {
+		rf.mu.Lock()
+		head := refPosition(rf.pos)
+		rf.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"events": []any{}, "cursor": head, "typing": []any{}, "reset": false, "session_id": ""})
 		return
 	}
-	rf.mu.Lock()
-	head := refPosition(rf.pos)
-	rf.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"events": []any{}, "cursor": head, "typing": []any{}, "reset": false, "session_id": ""})
+	after, err := strconv.ParseInt(strings.TrimPrefix(q.Get("cursor"), "0-"), 10, 64)
+	timeout, terr := strconv.Atoi(q.Get("timeout"))
+	if err != nil || after < 0 || terr != nil || timeout < 0 {
+		http.Error(w, "bad cursor or timeout", http.StatusBadRequest)
+		return
+	}
+	var timer *time.Timer
+	b := []byte(`{"events":[`)
+	for {
+		rf.mu.Lock()
+		n, last := 0, after
+		for i := min(after, int64(len(rf.log))); i < int64(len(rf.log)) && n < 500; i++ {
+			if ev := rf.log[i]; ev.conv.member[u] {
+				if n > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"position":"`...)
+				b = append(b, refPosition(i+1)...)
+				b = append(b, `","type":"message.created","data":`...)
+				b = append(b, ev.data...)
+				b = append(b, '}')
+				n++
+			}
+			last = i + 1
+		}
+		sent := rf.sent
+		rf.mu.Unlock()
+		if n > 0 || timeout == 0 {
+			b = append(b, `],"cursor":"`...)
+			b = append(b, refPosition(last)...)
+			b = append(b, `","typing":[],"reset":false,"session_id":""}`...)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(b) //nolint:errcheck // the client went away
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Duration(timeout) * time.Second)
+			defer timer.Stop()
+		}
+		select {
+		case <-sent:
+		case <-timer.C:
+			timeout = 0 // answer with nothing
+		case <-r.Context().Done():
+			return
+		}
+	}
 }

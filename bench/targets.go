@@ -134,7 +134,7 @@ func judge(reps []*Report) []verdict {
 			}
 		case strings.HasPrefix(name, "latency") && ref != nil:
 			add(atMost(r.Label, "POST → frame p50 ≤ 1.5× reference's publish → frame", ratioOf("delivery_p50", "ms", c.Delivery.P50, ref.Delivery.P50), ratio(r, "delivery_p50"), 1.5))
-		case strings.HasPrefix(name, "longpoll") && ref != nil:
+		case strings.HasPrefix(name, "longpoll") && ref != nil && r.Config.Ref == "sse" && !strings.HasPrefix(r.Label, "reference/"):
 			add(atMost(r.Label, "long-poll p50 ≤ 1.5× SSE's", ratioOf("delivery_p50", "ms", c.Delivery.P50, ref.Delivery.P50), ratio(r, "delivery_p50"), 1.5))
 			add(atMost(r.Label, "long-poll server CPU per delivery ≤ 2× SSE's", ratioOf("cpu_per_delivery", "µs", c.CPUPerDeliveryUS, ref.CPUPerDeliveryUS), ratio(r, "cpu_per_delivery"), 2))
 		}

@@ -116,6 +116,12 @@ checkpoint
 run postgres/latency $pg -ref "http://$ref" -users 10 -streams 10 -writers 1 -rate 1 -duration 10s -rounds 2
 run postgres/longpoll $pg -ref sse -users 1000 -streams 0 -pollers 1000 -writers 2 -rate 10 -duration 5s -rounds 2 \
   -profile-url "http://$pprof" -profile-out "$(profile postgres/longpoll)"
+# The same pollers against the bare reference's long-poll, and the bare
+# reference's long-poll against its own SSE: what a request per delivery
+# costs with nothing else around it.
+start_reference
+run postgres/longpoll-bare $pg -ref "http://$ref" -users 1000 -streams 0 -pollers 1000 -writers 2 -rate 10 -duration 5s -rounds 2
+run reference/longpoll -url "http://$ref" -setup "$work/reference-setup.json" -ref sse -users 1000 -streams 0 -pollers 1000 -writers 2 -rate 10 -duration 5s -rounds 2
 
 # --- SQLite ---------------------------------------------------------------
 start_confab -sqlite-path "$work/bench.db"
