@@ -133,50 +133,33 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%d verdicts, markdown:\n%s", len(v), md.String())
 		}
 	})
-	t.Run("pollers", func(t *testing.T) {
-		cfg := smokeConfig(confab, "sse")
-		cfg.Users, cfg.Group, cfg.Streams, cfg.Pollers = 4, 2, 0, 4
-		if err := cfg.validate(); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := Run(ctx, cfg, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, rep.Confab)
-		check(t, rep.Reference)
-	})
-	t.Run("pollers against the reference's", func(t *testing.T) {
-		cfg := smokeConfig(confab, ref)
-		cfg.Users, cfg.Group, cfg.Streams, cfg.Pollers = 4, 2, 0, 4
-		if err := cfg.validate(); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := Run(ctx, cfg, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, rep.Confab)
-		check(t, rep.Reference)
-		// Judged for loss only: the long-poll targets are against SSE.
-		rep.Label = "sqlite/longpoll-bare"
-		if v := judge([]*Report{rep}); len(v) != 2 {
-			t.Errorf("verdicts %+v", v)
-		}
-	})
-	t.Run("the reference's pollers against its streams", func(t *testing.T) {
-		cfg := smokeConfig(ref, "sse")
-		cfg.Users, cfg.Group, cfg.Streams, cfg.Pollers = 4, 2, 0, 4
-		if err := cfg.validate(); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := Run(ctx, cfg, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, rep.Confab)
-		check(t, rep.Reference)
-	})
+	// Long-pollers: confab's against its streams and against the bare
+	// reference's long-poll, and the reference's against its own streams.
+	for _, tc := range []struct{ name, url, ref string }{
+		{"pollers", confab, "sse"},
+		{"pollers against the reference's", confab, ref},
+		{"the reference's pollers against its streams", ref, "sse"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := smokeConfig(tc.url, tc.ref)
+			cfg.Users, cfg.Group, cfg.Streams, cfg.Pollers = 4, 2, 0, 4
+			if err := cfg.validate(); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := Run(ctx, cfg, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, rep.Confab)
+			check(t, rep.Reference)
+			// Against the bare long-poll, judged for loss only: the
+			// long-poll targets are against SSE.
+			rep.Label = "sqlite/longpoll-smoke"
+			if v := judge([]*Report{rep}); tc.ref != "sse" && len(v) != 2 {
+				t.Errorf("verdicts %+v", v)
+			}
+		})
+	}
 	t.Run("group", func(t *testing.T) {
 		// A group of 4 against groups of 2, nobody listening: both checked
 		// by catching up.
