@@ -24,17 +24,14 @@ const pollRoute = "/v1/events/poll"
 // the handler parses the request and writes the answer.
 func (s *Server) poll(c *gin.Context) {
 	raw := c.Request.URL.RawQuery
-	timeout := 25
-	if v := queryValue(c, raw, "timeout"); v != "" {
-		var err error
-		if timeout, err = strconv.Atoi(v); err != nil || timeout < 0 || timeout > maxPollTimeout {
-			problem(c, http.StatusBadRequest, CodeInvalidField, "timeout must be an integer from 0 to 60")
-			return
-		}
+	timeout, ok := pollTimeout(queryValue(c, raw, "timeout"))
+	if !ok {
+		problem(c, http.StatusBadRequest, CodeInvalidField, "timeout must be an integer from 0 to 60")
+		return
 	}
 	ans, err := s.broker.Poll(c.Request.Context(), events.PollRequest{
 		UserID: userID(c), UserAgent: c.Request.UserAgent(), Client: c, SessionID: queryValue(c, raw, "session_id"),
-		Cursor: queryValue(c, raw, "cursor"), Timeout: time.Duration(timeout) * time.Second,
+		Cursor: queryValue(c, raw, "cursor"), Timeout: timeout,
 	})
 	if err != nil {
 		s.fail(c, err)
@@ -81,6 +78,19 @@ func (s *Server) pollsFast(c *gin.Context, raw string) bool {
 		return false
 	}
 	return bearerToken(c) != "" || (h.Get("Cookie") == "" && queryValue(c, raw, "access_token") != "")
+}
+
+// pollTimeout reads a poll's timeout parameter ("": the default, 25 s);
+// ok is false unless it is an integer from 0 to maxPollTimeout.
+func pollTimeout(v string) (d time.Duration, ok bool) {
+	if v == "" {
+		return 25 * time.Second, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > maxPollTimeout {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
 }
 
 // connStateKey holds a connection's *connState in its context (see

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confab-chat/confab/events"
@@ -60,9 +60,11 @@ type pollConns struct {
 	srv  *http.Server
 	open prometheus.Gauge
 
-	mu      sync.Mutex
-	conns   map[*pollConn]struct{}
-	closing bool
+	mu    sync.Mutex
+	conns map[*pollConn]struct{}
+	// closing is set under mu (add reads it there) and read without it
+	// on every poll.
+	closing atomic.Bool
 	wg      sync.WaitGroup
 }
 
@@ -75,7 +77,7 @@ func newPollConns(srv *http.Server, open prometheus.Gauge) *pollConns {
 func (p *pollConns) add(pc *pollConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closing {
+	if p.closing.Load() {
 		return false
 	}
 	p.conns[pc] = struct{}{}
@@ -99,18 +101,14 @@ func (p *pollConns) remove(pc *pollConn) {
 func (p *pollConns) shutdown() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.closing = true
+	p.closing.Store(true)
 	p.cancel()
 	for pc := range p.conns {
 		pc.nc.SetReadDeadline(time.Now()) //nolint:errcheck // closed already: nothing to wake
 	}
 }
 
-func (p *pollConns) shuttingDown() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closing
-}
+func (p *pollConns) shuttingDown() bool { return p.closing.Load() }
 
 // wait waits until every taken-over connection has closed, or for ctx.
 func (p *pollConns) wait(ctx context.Context) error {
@@ -419,22 +417,16 @@ func isFieldValue(s string) bool {
 func (pc *pollConn) servePoll(req *pollRequest, headLen int) bool {
 	s := pc.s
 	start := time.Now()
-	timeout := 25
+	timeout, ok := pollTimeout(req.timeout)
 	tok, err := s.tokens.parse(s.polls.ctx, req.token)
-	if req.timeout != "" {
-		var terr error
-		if timeout, terr = strconv.Atoi(req.timeout); terr != nil || timeout < 0 || timeout > maxPollTimeout {
-			err = errors.Join(err, errBadTimeout)
-		}
-	}
 	var ans *events.PollAnswer
-	if err == nil {
+	if ok && err == nil {
 		ans, err = s.broker.Poll(s.polls.ctx, events.PollRequest{
 			UserID: tok.userID, UserAgent: req.userAgent, Client: pc, SessionID: req.sessionID,
-			Cursor: req.cursor, Timeout: time.Duration(timeout) * time.Second,
+			Cursor: req.cursor, Timeout: timeout,
 		})
 	}
-	if err != nil {
+	if !ok || err != nil {
 		// A token that fails, a bad timeout, a poll that fails: the
 		// router answers it, with the problem it always gives.
 		pc.handBack(pc.buf[pc.off:pc.n])
@@ -500,8 +492,6 @@ func (pc *pollConn) servePoll(req *pollRequest, headLen int) bool {
 
 // pollOut holds answers, head and body, while they are written.
 var pollOut = sync.Pool{New: func() any { return new([]byte) }}
-
-var errBadTimeout = errors.New("api: timeout out of range")
 
 // ClientIP is the poller's address (for events.PollRequest): the fast path
 // serves no request that came through a proxy.

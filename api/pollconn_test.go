@@ -141,6 +141,9 @@ func TestPollConnectionTakenOver(t *testing.T) {
 		if n := api.TakenPolls(e.srv); n != 1 {
 			t.Fatalf("%d connections taken over", n)
 		}
+		if m := e.metrics(); !strings.Contains(m, "confab_poll_connections 1") {
+			t.Fatalf("metrics do not count the connection:\n%s", m)
+		}
 	})
 }
 
