@@ -19,7 +19,5 @@ func TakenPolls(s *Server) int {
 	if s.polls == nil {
 		return -1
 	}
-	s.polls.mu.Lock()
-	defer s.polls.mu.Unlock()
-	return len(s.polls.conns)
+	return s.polls.len()
 }

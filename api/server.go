@@ -155,9 +155,10 @@ type Server struct {
 	// pool serves HTTP/1.1 streams (nil: every stream is served by its
 	// handler).
 	pool *sse.Pool
-	// polls are the long-pollers' connections taken over from net/http
-	// (nil: none are; HTTPServer sets it).
-	polls        *pollConns
+	// polls serves the long-pollers' connections taken over from
+	// net/http (nil: none are; HTTPServer sets it where the platform
+	// allows).
+	polls        *pollLoop
 	openSSE      prometheus.Gauge
 	deliveredSSE prometheus.Counter
 }
@@ -291,8 +292,10 @@ func (s *Server) HTTPServer(log *slog.Logger) *http.Server {
 		},
 	}
 	if s.cfg.PollTakeover {
-		s.polls = newPollConns(srv, s.broker.Metrics.PollConns)
-		srv.RegisterOnShutdown(s.polls.shutdown)
+		if l, err := newPollLoop(s, srv); err == nil {
+			s.polls = l
+			srv.RegisterOnShutdown(l.shutdown)
+		}
 	}
 	return srv
 }

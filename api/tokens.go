@@ -97,10 +97,7 @@ var (
 // no longer exists is refused too (checked when the token is first seen: a
 // user deleted since is refused where a session or a row would name them).
 func (t *tokens) parse(ctx context.Context, raw string) (verifiedToken, error) {
-	t.mu.Lock()
-	v, ok := t.verified[raw]
-	t.mu.Unlock()
-	if ok && !t.now().After(v.exp.Add(tokenLeeway)) {
+	if v, ok := t.cached(raw); ok {
 		return v, nil
 	}
 	var claims jwt.RegisteredClaims
@@ -119,7 +116,7 @@ func (t *tokens) parse(ctx context.Context, raw string) (verifiedToken, error) {
 			return verifiedToken{}, errUnknownUser
 		}
 	}
-	v = newVerifiedToken(claims.Subject, claims.ExpiresAt.Time)
+	v := newVerifiedToken(claims.Subject, claims.ExpiresAt.Time)
 	t.mu.Lock()
 	if len(t.verified) >= maxVerified {
 		clear(t.verified)
@@ -127,4 +124,14 @@ func (t *tokens) parse(ctx context.Context, raw string) (verifiedToken, error) {
 	t.verified[raw] = v
 	t.mu.Unlock()
 	return v, nil
+}
+
+// cached returns what parse returns for a token it verified before and
+// that has not expired, without verifying anything (ok false: parse has
+// work to do, perhaps a look in the database).
+func (t *tokens) cached(raw string) (verifiedToken, bool) {
+	t.mu.Lock()
+	v, ok := t.verified[raw]
+	t.mu.Unlock()
+	return v, ok && !t.now().After(v.exp.Add(tokenLeeway))
 }

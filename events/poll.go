@@ -23,6 +23,18 @@ const maxKeptTaken = 4 * maxPollBatch
 
 func full(out []*Event, size int) bool { return len(out) >= maxPollBatch || size >= maxPollBytes }
 
+// fit cuts a backlog to what one answer holds, and returns its size.
+func fit(out []*Event) ([]*Event, int) {
+	size := 0
+	for i, ev := range out {
+		if full(out[:i], size) {
+			return out[:i], size
+		}
+		size += len(ev.Data)
+	}
+	return out, size
+}
+
 // maxCatchUpWait bounds how long a poll waits for events known to exist
 // (its subscription catching up), whatever its timeout.
 const maxCatchUpWait = 10 * time.Second
@@ -168,36 +180,14 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 	var expired <-chan time.Time // armed when the poll first has to wait
 	defer f.stopTimer()
 	typing := false
-	size := 0
-	for i, ev := range out {
-		if full(out[:i], size) {
-			return out[:i]
-		}
-		size += len(ev.Data)
+	out, size := fit(out)
+	if full(out, size) {
+		return out
 	}
 	for {
 		// What is queued is taken before anything else, so a poll with
 		// timeout 0 answers with it rather than racing its timer.
-		for _, ev := range f.sub.Take(nil) {
-			if !ev.Durable() {
-				typing = typing || ev.Type == TypeTyping
-				continue // presence is not part of a poll's answer
-			}
-			// Kept in the feed before anything can end the poll: an event
-			// read is never dropped. One that does not fit this answer is
-			// the next poll's first (the feed's backlog).
-			f.taken = append(f.taken, ev)
-			if full(out, size) {
-				continue
-			}
-			out = append(out, ev)
-			size += len(ev.Data)
-			m.deliveredLongPoll.Inc()
-			if !ev.At.IsZero() {
-				m.Lag.Observe(time.Since(ev.At).Seconds())
-			}
-		}
-		f.sub.Received()
+		out, size, typing = f.collect(out, size, typing, m)
 		if full(out, size) || (catching == nil && (len(out) > 0 || typing)) {
 			return out
 		}
@@ -217,6 +207,32 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 			return out
 		}
 	}
+}
+
+// collect moves what the subscription queued to out (size: its data's
+// bytes so far), and tells whether a typing change came. Every durable
+// event read is kept in the feed before anything can end the poll: an
+// event read is never dropped, and one that does not fit this answer is
+// the next poll's first (the feed's backlog).
+func (f *PollFeed) collect(out []*Event, size int, typing bool, m *Metrics) ([]*Event, int, bool) {
+	for _, ev := range f.sub.Take(nil) {
+		if !ev.Durable() {
+			typing = typing || ev.Type == TypeTyping
+			continue // presence is not part of a poll's answer
+		}
+		f.taken = append(f.taken, ev)
+		if full(out, size) {
+			continue
+		}
+		out = append(out, ev)
+		size += len(ev.Data)
+		m.deliveredLongPoll.Inc()
+		if !ev.At.IsZero() {
+			m.Lag.Observe(time.Since(ev.At).Seconds())
+		}
+	}
+	f.sub.Received()
+	return out, size, typing
 }
 
 // startTimer starts the feed's timer for d and returns its channel.

@@ -110,11 +110,16 @@ func (s *Subscription) push(ev *Event, bufSize int) bool {
 // goroutine of its own waiting (a stream served by a writer pool) is woken
 // through it. f is called under the hub's lock and must not block; it is
 // called at once if events already wait or the subscription has ended.
+// Notify(nil) goes back to Ready; a call of f already under way may still
+// come after it.
 func (s *Subscription) Notify(f func()) {
 	s.qmu.Lock()
 	s.notify = f
 	pending := len(s.q) > 0
 	s.qmu.Unlock()
+	if f == nil {
+		return
+	}
 	select {
 	case <-s.done:
 		pending = true
