@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -334,4 +335,110 @@ func TestPollConnectionShutdown(t *testing.T) {
 		t.Fatalf("%d connections still taken over", n)
 	}
 	expectClosed(t, c)
+}
+
+// takenPoller opens a connection of its own for user, with a session of its
+// own (its own User-Agent), and has it taken over: its next plain polls
+// are the fast path's. It returns the client, the session and its cursor.
+func takenPoller(t *testing.T, e *env, token, agent string) (*pollClient, string, string) {
+	t.Helper()
+	c := dialPoller(t, e.url)
+	_, head := c.poll("GET /v1/events/poll HTTP/1.1\r\nHost: confab.test\r\nAuthorization: Bearer " + token + "\r\nUser-Agent: " + agent + "\r\n\r\n")
+	// Routed, with the session: the connection is taken over after it.
+	c.poll(pollRequest(token, head.SessionID, head.Cursor, "0"))
+	// Served by the fast path, which finds the feed the last poll kept.
+	c.poll(pollRequest(token, head.SessionID, head.Cursor, "0"))
+	return c, head.SessionID, head.Cursor
+}
+
+// TestPollConnectionWaits: polls that wait on taken-over connections hold
+// no goroutine each, and a send answers them all; a client that goes away
+// while its poll waits is noticed at once, and its session keeps what came
+// for its next poll; a poll pipelined behind a waiting one is answered
+// after it; a poll that needs the database (somebody is typing) is still
+// answered, typing included.
+func TestPollConnectionWaits(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *repository.Store) {
+		e := newEnv(t, store, testConfig())
+		alice, bob := e.register("alice"), e.register("bob")
+		g := e.group(alice, bob)
+		const n = 24 // under the per-user limit of subscriptions
+		type waiter struct {
+			c               *pollClient
+			session, cursor string
+		}
+		ws := make([]waiter, n)
+		for i := range ws {
+			c, session, cursor := takenPoller(t, e, bob.Token, "poller/"+itoa(int64(i)))
+			ws[i] = waiter{c, session, cursor}
+		}
+		eventually(t, 5*time.Second, "every connection taken over", func() bool { return api.TakenPolls(e.srv) == n })
+		before := runtime.NumGoroutine()
+		for _, w := range ws {
+			w.c.send(pollRequest(bob.Token, w.session, w.cursor, "20"))
+		}
+		eventually(t, 5*time.Second, "every poll waiting", func() bool {
+			return strings.Contains(e.metrics(), `confab_subscribers{transport="longpoll"} `+itoa(n))
+		})
+		if grown := runtime.NumGoroutine() - before; grown > n/4 {
+			t.Fatalf("%d waiting polls took %d goroutines", n, grown)
+		}
+		msg := e.send(alice, g.ID, "to every poller")
+		for i, w := range ws {
+			res, body := w.c.read()
+			var p pollResult
+			if json.Unmarshal(body, &p); res.StatusCode != http.StatusOK || !strings.Contains(string(body), msg.ID) {
+				t.Fatalf("poller %d: %d %s", i, res.StatusCode, body)
+			}
+			ws[i].cursor = p.Cursor
+		}
+
+		// Gone while its poll waits: the connection closes at once.
+		gone := ws[0]
+		gone.c.send(pollRequest(bob.Token, gone.session, gone.cursor, "20"))
+		eventually(t, 5*time.Second, "the poll waiting", func() bool {
+			return strings.Contains(e.metrics(), `confab_subscribers{transport="longpoll"} 1`)
+		})
+		gone.c.conn.Close()
+		eventually(t, 5*time.Second, "the connection closed", func() bool { return api.TakenPolls(e.srv) == n-1 })
+		missed := e.send(alice, g.ID, "while the poller was away")
+		back := dialPoller(t, e.url)
+		back.send(pollRequest(bob.Token, gone.session, gone.cursor, "5"))
+		_, body := back.read()
+		var p pollResult
+		json.Unmarshal(body, &p)
+		if len(p.Events) != 1 || !strings.Contains(string(p.Events[0].Data), missed.ID) {
+			t.Fatalf("after coming back: %s", body)
+		}
+
+		// Pipelined behind a waiting poll: answered after it, in order.
+		w := ws[1]
+		_, cur := w.c.poll(pollRequest(bob.Token, w.session, w.cursor, "0"))
+		w.c.send(pollRequest(bob.Token, w.session, cur.Cursor, "20") + pollRequest(bob.Token, w.session, cur.Cursor, "0"))
+		time.Sleep(100 * time.Millisecond)
+		third := e.send(alice, g.ID, "to the pipelined poller")
+		_, b1 := w.c.read()
+		_, b2 := w.c.read()
+		for _, b := range [][]byte{b1, b2} {
+			if !strings.Contains(string(b), third.ID) {
+				t.Fatalf("pipelined answers:\n%s\n%s", b1, b2)
+			}
+		}
+
+		// Somebody types: the waiting poll answers early, with who.
+		w = ws[2]
+		_, last := w.c.poll(pollRequest(bob.Token, w.session, w.cursor, "0"))
+		w.c.send(pollRequest(bob.Token, w.session, last.Cursor, "20"))
+		time.Sleep(100 * time.Millisecond)
+		e.must(http.StatusNoContent, "POST", "/v1/conversations/"+g.ID+"/typing", alice.Token, map[string]bool{"typing": true})
+		res, body := w.c.read()
+		var typed pollResult
+		if err := json.Unmarshal(body, &typed); err != nil || res.StatusCode != http.StatusOK || len(typed.Typing) != 1 || typed.Typing[0].UserID != alice.ID {
+			t.Fatalf("typing: %d %s", res.StatusCode, body)
+		}
+		// The one that came back is taken over in its place.
+		if got := api.TakenPolls(e.srv); got != n {
+			t.Fatalf("%d connections taken over, want %d", got, n)
+		}
+	})
 }
