@@ -303,14 +303,25 @@ func (r *recipient) runPoll(ctx context.Context, c *client) {
 	defer close(r.exited)
 	defer r.markReady()
 	var session string
+	lp := newPoller(c)
+	if lp != nil {
+		defer lp.close()
+	}
 	for ctx.Err() == nil {
 		var p *pollJSON
 		var err error
-		if !r.started.Load() {
+		cursor := ""
+		if r.started.Load() {
+			cursor = r.pos.String()
+		}
+		switch {
+		case lp != nil:
+			p, err = lp.poll(ctx, r.token, cursor, 25, session)
+		case cursor == "":
 			p = new(pollJSON)
 			err = c.do(ctx, "GET", "/v1/events/poll", r.token, nil, p)
-		} else {
-			p, err = c.poll(ctx, r.token, r.pos.String(), 25, session)
+		default:
+			p, err = c.poll(ctx, r.token, cursor, 25, session)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
