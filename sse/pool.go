@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/confab-chat/confab/events"
+	"github.com/confab-chat/confab/poller"
 )
 
 // Why a stream served by the pool ended, besides its subscription's Err
@@ -27,8 +28,6 @@ var (
 	// acknowledged) within the write timeout: a client that stopped
 	// reading, or one the network no longer reaches.
 	ErrWriteTimeout = errors.New("sse: write timed out")
-
-	errPeerClosed = errors.New("end of file")
 )
 
 // Config tunes a Pool.
@@ -66,9 +65,12 @@ type Pool struct {
 	// closed: Shutdown began; no stream is taken and writers exit.
 	closed bool
 
-	watch    *watcher // notices clients that went away
-	stop     chan struct{}
-	writers  sync.WaitGroup // and the watcher
+	// set notices clients that go away as soon as it happens, with one
+	// epoll set for the whole pool instead of a reader goroutine per
+	// stream (which is how net/http notices); probe is its goroutine's.
+	set      *poller.Set
+	probe    *socket
+	writers  sync.WaitGroup // and the set's goroutine
 	entering sync.WaitGroup // handlers between Enter and the end of Serve
 	ending   sync.WaitGroup // End callbacks running
 }
@@ -81,16 +83,16 @@ func NewPool(cfg Config) (*Pool, error) {
 	if cfg.Delivered == nil {
 		cfg.Delivered = func(*events.Event) {}
 	}
-	w, err := newWatcher()
+	set, err := poller.New()
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, conns: map[*conn]struct{}{}, watch: w, stop: make(chan struct{})}
+	p := &Pool{cfg: cfg, conns: map[*conn]struct{}{}, set: set, probe: newSocket()}
 	p.cond = sync.NewCond(&p.mu)
 	for range cfg.Writers {
 		p.writers.Go(p.write)
 	}
-	p.writers.Go(func() { w.run(p.stop) })
+	p.writers.Go(set.Run)
 	return p, nil
 }
 
@@ -153,8 +155,8 @@ func (p *Pool) Serve(nc net.Conn, first []byte, st Stream) {
 	err = events.ErrShutdown
 	if !p.closed {
 		// Under p.mu: Shutdown either sees the stream or refuses it, and
-		// the watcher is not closed under it.
-		if err = p.watch.add(c); err == nil {
+		// the set is not closed under it.
+		if c.watchKey, err = p.set.Add(c.raw, c.peerEvent); err == nil {
 			p.conns[c] = struct{}{}
 		}
 	}
@@ -214,13 +216,9 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	go func() {
 		p.entering.Wait() // handlers that took a connection: refused now
 		if first {
-			close(p.stop)
-			p.watch.wake()
+			p.set.Close()
 		}
 		p.writers.Wait()
-		if first {
-			p.watch.close()
-		}
 		p.ending.Wait()
 		close(done)
 	}()
@@ -317,7 +315,7 @@ type conn struct {
 	expires time.Time
 	end     func(error)
 	timer   *time.Timer
-	// watchKey is its key in the pool's watcher.
+	// watchKey is its key in the pool's poller.Set.
 	watchKey uint64
 
 	mu    sync.Mutex
@@ -340,6 +338,15 @@ func (c *conn) wake() {
 		c.woken = true
 	}
 	c.mu.Unlock()
+}
+
+// peerEvent is the poller.Set's call, on its goroutine: the client sent
+// something, closed the connection or reset it, or the kernel gave up on
+// it.
+func (c *conn) peerEvent() {
+	if why := c.pool.probe.PeerGone(c.raw); why != nil {
+		c.close(why)
+	}
 }
 
 // heartbeat is the stream's timer: a heartbeat is due, or the token
@@ -401,9 +408,9 @@ func (c *conn) serve(sock *socket, buf []byte) []byte {
 			return buf
 		}
 		// A peer that closed the connection is noticed here at the
-		// latest, should the watcher have missed it.
-		if sock.PeerGone(c.raw) {
-			c.close(ErrPeerGone)
+		// latest, should the set have missed it.
+		if why := sock.PeerGone(c.raw); why != nil {
+			c.close(why)
 			return buf
 		}
 	}
@@ -446,7 +453,7 @@ func (c *conn) writeOrDrain(sock *socket, b []byte) (handed bool, err error) {
 	}
 	n, err := sock.Write(c.raw, b)
 	switch {
-	case err == nil, wouldBlock(err):
+	case err == nil, poller.WouldBlock(err):
 	case errors.Is(err, syscall.ETIMEDOUT):
 		return false, fmt.Errorf("%w: %w", ErrWriteTimeout, err)
 	default:
@@ -503,7 +510,7 @@ func (c *conn) close(why error) {
 	c.timer.Stop()
 	c.mu.Unlock()
 	p := c.pool
-	p.watch.remove(c)
+	p.set.Remove(c.raw, c.watchKey)
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
