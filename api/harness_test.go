@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +37,7 @@ type env struct {
 	srv    *api.Server
 	hs     *http.Server
 	stop   func() // stops the node as SIGTERM would (idempotent)
+	label  string // the pprof label "env" of the env's goroutines
 	logs   *syncBuffer
 	// logLevel is the level of logs (Debug unless set).
 	logLevel *slog.LevelVar
@@ -90,7 +93,14 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: logLevel}))
 	reg := api.NewRegistry(store.DB().DB)
 	broker := events.New(ec, store, log, reg)
-	if err := broker.Start(context.Background()); err != nil {
+	// Every goroutine the env starts, and every one those start, carries
+	// its label: goroutines() counts them apart from parallel tests'.
+	label := randomHex(8)
+	var err error
+	pprof.Do(context.Background(), pprof.Labels("env", label), func(ctx context.Context) {
+		err = broker.Start(ctx)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	srv := api.New(cfg, log, store, broker, api.Options{Metrics: api.MetricsHandler(reg), Web: web.FS})
@@ -102,7 +112,7 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 	if err != nil {
 		t.Fatal(err)
 	}
-	go hs.Serve(ln)
+	pprof.Do(context.Background(), pprof.Labels("env", label), func(context.Context) { go hs.Serve(ln) })
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -115,7 +125,25 @@ func newEnvWith(t testing.TB, store *repository.Store, cfg api.Config, ec events
 		})
 	}
 	t.Cleanup(stop)
-	return &env{t: t, store: store, broker: broker, srv: srv, hs: hs, stop: stop, logs: logs, logLevel: logLevel, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
+	return &env{t: t, store: store, broker: broker, srv: srv, hs: hs, stop: stop, label: label, logs: logs, logLevel: logLevel, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: newContractTransport(t)}}
+}
+
+// goroutines is how many goroutines the env's server and broker run now,
+// counted by their pprof label so that parallel tests do not blur it.
+func (e *env) goroutines() int {
+	var b bytes.Buffer
+	pprof.Lookup("goroutine").WriteTo(&b, 1)
+	// Records read "<count> @ <pcs>", then "# labels: {...}" when labelled.
+	want := `"env":"` + e.label + `"`
+	total, count := 0, 0
+	for line := range strings.Lines(b.String()) {
+		if n, _, ok := strings.Cut(line, " @ "); ok {
+			count, _ = strconv.Atoi(n)
+		} else if strings.HasPrefix(line, "# labels: ") && strings.Contains(line, want) {
+			total += count
+		}
+	}
+	return total
 }
 
 func randomHex(n int) string {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -373,15 +372,20 @@ func TestPollConnectionWaits(t *testing.T) {
 			ws[i] = waiter{c, session, cursor}
 		}
 		eventually(t, 5*time.Second, "every connection taken over", func() bool { return api.TakenPolls(e.srv) == n })
-		before := runtime.NumGoroutine()
+		before := e.goroutines()
+		if before == 0 {
+			t.Fatal("no goroutine carries the env's label")
+		}
 		for _, w := range ws {
 			w.c.send(pollRequest(bob.Token, w.session, w.cursor, "20"))
 		}
 		eventually(t, 5*time.Second, "every poll waiting", func() bool {
 			return strings.Contains(e.metrics(), `confab_subscribers{transport="longpoll"} `+itoa(n))
 		})
-		if grown := runtime.NumGoroutine() - before; grown > n/4 {
+		if grown := e.goroutines() - before; grown > n/4 {
 			t.Fatalf("%d waiting polls took %d goroutines", n, grown)
+		} else {
+			t.Logf("%d waiting polls: %d goroutines before, %d more after", n, before, grown)
 		}
 		msg := e.send(alice, g.ID, "to every poller")
 		for i, w := range ws {
