@@ -150,14 +150,16 @@ func (c *client) head(ctx context.Context, token string) (repository.Position, e
 }
 
 type pollJSON struct {
-	Events []struct {
-		Position string          `json:"position"`
-		Type     string          `json:"type"`
-		Data     json.RawMessage `json:"data"`
-	} `json:"events"`
-	Cursor    string `json:"cursor"`
-	Reset     bool   `json:"reset"`
-	SessionID string `json:"session_id"`
+	Events    []pollEvent `json:"events"`
+	Cursor    string      `json:"cursor"`
+	Reset     bool        `json:"reset"`
+	SessionID string      `json:"session_id"`
+}
+
+type pollEvent struct {
+	Position string          `json:"position"`
+	Type     string          `json:"type"`
+	Data     json.RawMessage `json:"data"`
 }
 
 // poll waits up to timeout for events after cursor.

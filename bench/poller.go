@@ -3,11 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,7 +12,7 @@ import (
 
 // poller is one long-poller's keep-alive connection, spoken by hand as a
 // light client speaks it (a shell loop over one connection, a small
-// library): write the request, read the answer, decode its JSON.
+// library): write the request, read the answer (readAnswer).
 //
 // net/http's client costs far more per request than that (a goroutine
 // hand-off each way, a context and a timer, header maps), more than the
@@ -31,6 +27,10 @@ type poller struct {
 	br   *bufio.Reader
 	req  []byte
 	stop func() bool // ends the connection's watch of ctx
+	// The last answer: its body, and what was read of it (which points
+	// into body).
+	body []byte
+	ans  pollJSON
 }
 
 // newPoller makes a poller for c's server; nil if it is not plain HTTP
@@ -56,7 +56,7 @@ func (p *poller) close() {
 	}
 }
 
-// poll polls: from cursor (none: the head, at once) and with the session
+// poll polls (the answer is good until the next poll): from cursor (none: the head, at once) and with the session
 // of the last answer (none: a new one), waiting up to timeout seconds.
 func (p *poller) poll(ctx context.Context, token, cursor string, timeout int, session string) (*pollJSON, error) {
 	if p.conn == nil {
@@ -99,24 +99,15 @@ func (p *poller) roundTrip(req []byte) (*pollJSON, error) {
 	if _, err := p.conn.Write(req); err != nil {
 		return nil, err
 	}
-	res, err := http.ReadResponse(p.br, nil)
+	status, closing, err := readAnswer(p.br, &p.body, &p.ans)
 	if err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	if res.StatusCode/100 != 2 {
-		return nil, &statusError{status: res.StatusCode, body: strings.TrimSpace(string(data[:min(len(data), 300)]))}
-	}
-	if res.Close {
+	if closing {
 		p.close()
 	}
-	out := new(pollJSON)
-	if err := json.Unmarshal(data, out); err != nil {
-		return nil, fmt.Errorf("poll answer: %w", err)
+	if status/100 != 2 {
+		return nil, &statusError{status: status, body: strings.TrimSpace(string(p.body[:min(len(p.body), 300)]))}
 	}
-	return out, nil
+	return &p.ans, nil
 }
