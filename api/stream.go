@@ -176,9 +176,10 @@ func (s *Server) serveStream(c *gin.Context, first []byte, sub *events.Subscript
 	// spare is the small queue slice handed back to the subscription, so a
 	// burst of a few events costs no allocation; a big one is let go.
 	var spare []*events.Event
+	ready, done := sub.Ready(), sub.Done()
 	for {
 		select {
-		case <-sub.Ready():
+		case <-ready:
 			evs := sub.Take(spare)
 			if len(evs) == 0 {
 				spare = evs
@@ -210,7 +211,7 @@ func (s *Server) serveStream(c *gin.Context, first []byte, sub *events.Subscript
 				return
 			}
 			wake.Reset(min(s.cfg.StreamHeartbeat, left))
-		case <-sub.Done():
+		case <-done:
 			return // slow consumer or shutdown: the client resumes elsewhere
 		case <-ctx.Done():
 			return

@@ -44,7 +44,7 @@ func (h *Hub) catchUp(s *Subscription) {
 		if err != nil {
 			h.log.Warn("hub: read a user's events", slog.String("user", s.UserID), slog.Any("err", err))
 			select {
-			case <-s.done:
+			case <-s.Done():
 				return
 			case <-time.After(time.Second):
 				continue
@@ -82,17 +82,18 @@ func (h *Hub) goLiveLocked(s *Subscription) {
 // caughtUpLocked closes s's CaughtUp once the tail has reached its until,
 // or has s wait for it.
 func (h *Hub) caughtUpLocked(s *Subscription) {
-	select {
-	case <-s.caught:
+	if s.caughtUp.Load() {
 		return
-	default:
 	}
 	if h.tail.Less(s.until) {
 		h.waiting[s] = struct{}{}
 		return
 	}
 	delete(h.waiting, s)
-	close(s.caught)
+	s.caughtUp.Store(true)
+	if s.caught != nil {
+		close(s.caught)
+	}
 }
 
 // resume restarts s's catching up after its consumer drained its queue.

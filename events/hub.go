@@ -113,13 +113,12 @@ func (h *Hub) Head() repository.Position {
 func (h *Hub) Subscribe(userID string, after, until repository.Position) *Subscription {
 	s := &Subscription{
 		UserID: userID, hub: h, cursor: after, until: until,
-		ready: make(chan struct{}, 1), done: make(chan struct{}), caught: make(chan struct{}),
 	}
 	h.mu.Lock()
 	if h.closed {
+		s.ended = true
+		s.end(ErrShutdown)
 		h.mu.Unlock()
-		s.err, s.ended = ErrShutdown, true
-		close(s.done)
 		return s
 	}
 	u := h.users[userID]
@@ -313,9 +312,8 @@ func (h *Hub) removeLocked(s *Subscription, why error) {
 	if s.ended {
 		return
 	}
-	s.ended, s.err = true, why
-	close(s.done)
-	s.wake()
+	s.ended = true
+	s.end(why)
 	delete(h.waiting, s)
 	u := s.u
 	delete(u.subs, s)

@@ -178,6 +178,7 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 		wait = max(timeout, maxCatchUpWait)
 	}
 	var expired <-chan time.Time // armed when the poll first has to wait
+	ready, done := f.sub.Ready(), f.sub.Done()
 	defer f.stopTimer()
 	typing := false
 	out, size := fit(out)
@@ -195,13 +196,13 @@ func (f *PollFeed) wait(ctx context.Context, cursor repository.Position, timeout
 			expired = f.startTimer(wait)
 		}
 		select {
-		case <-f.sub.Ready():
+		case <-ready:
 		case <-catching:
 			catching = nil
 			f.timer.Reset(timeout)
 		case <-expired:
 			return out
-		case <-f.sub.Done():
+		case <-done:
 			return out
 		case <-ctx.Done():
 			return out
@@ -282,12 +283,7 @@ func (f *PollFeed) last() repository.Position {
 // subscription is alive and every event after cursor is either in taken or
 // still to come from the subscription.
 func (f *PollFeed) continues(cursor repository.Position) bool {
-	select {
-	case <-f.sub.Done():
-		return false
-	default:
-	}
-	return !cursor.Less(f.base) && !f.last().Less(cursor)
+	return !f.sub.Ended() && !cursor.Less(f.base) && !f.last().Less(cursor)
 }
 
 // KeptPollFeeds is how many long-poll sessions' feeds wait for their next

@@ -51,12 +51,7 @@ func (p *PendingPoll) Collect() bool {
 	if len(p.out) > 0 || p.typing {
 		return true
 	}
-	select {
-	case <-p.feed.sub.Done():
-		return true
-	default:
-		return false
-	}
+	return p.feed.sub.Ended()
 }
 
 // Notify has f called when events are queued for the poll (or its
@@ -106,9 +101,7 @@ func (s *sessions) pollKept(userID, id string, cursor repository.Position) (*pol
 	if !ok || ps.userID != userID || ps.feed == nil || !ps.feed.continues(cursor) {
 		return nil, nil
 	}
-	select {
-	case <-ps.feed.sub.CaughtUp():
-	default:
+	if !ps.feed.sub.isCaughtUp() {
 		return nil, nil
 	}
 	feed := ps.feed

@@ -19,20 +19,25 @@ import (
 type Subscription struct {
 	UserID string
 
-	hub    *Hub
-	u      *user
-	done   chan struct{}
-	err    error         // set before done is closed
-	caught chan struct{} // see CaughtUp
+	hub *Hub
+	u   *user
 
 	// Events are appended under hub.mu and qmu, and taken under qmu alone,
 	// so a consumer draining its queue never waits for the hub's lock.
 	// ready holds a token whenever q may be non-empty; a consumer that set
 	// notify is called instead (see Notify).
+	//
+	// The channels a consumer selects on (ready, done, and caught below)
+	// are made when it first asks for them: a stream served by a writer
+	// pool is woken through notify and never asks, and three channels
+	// would be a tenth of its memory.
 	qmu    sync.Mutex
 	q      []*Event
 	ready  chan struct{}
 	notify func()
+	done   chan struct{} // closed once over is set
+	over   atomic.Bool   // the hub ended s, for err; set under qmu
+	err    error
 	// behind: the hub stopped handing s events because its queue was full.
 	behind atomic.Bool
 
@@ -46,15 +51,49 @@ type Subscription struct {
 	catching    bool
 	behindSince time.Time
 	ended       bool
+	caught      chan struct{} // closed once caughtUp is set
+	// caughtUp is set under hub.mu and read without it (isCaughtUp).
+	caughtUp atomic.Bool
 }
 
-// Ready receives when events may be waiting for Take.
-func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+// closed stands for a channel asked for after it would have been closed.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Ready receives when events may be waiting for Take. A consumer that
+// selects in a loop keeps the channel rather than asking each time.
+func (s *Subscription) Ready() <-chan struct{} {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.ready == nil {
+		s.ready = make(chan struct{}, 1)
+		if len(s.q) > 0 {
+			s.ready <- struct{}{} // queued before anyone asked
+		}
+	}
+	return s.ready
+}
 
 // CaughtUp is closed once the subscription has every event up to the
 // position it was told had committed when it started (see Hub.Subscribe):
 // what a poll waits for before it answers that nothing is new.
-func (s *Subscription) CaughtUp() <-chan struct{} { return s.caught }
+func (s *Subscription) CaughtUp() <-chan struct{} {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	if s.caught == nil {
+		if s.caughtUp.Load() {
+			return closed
+		}
+		s.caught = make(chan struct{})
+	}
+	return s.caught
+}
+
+// isCaughtUp reports whether CaughtUp is closed, without the hub's lock.
+func (s *Subscription) isCaughtUp() bool { return s.caughtUp.Load() }
 
 // Take returns the events queued since the last Take, in order, and leaves
 // spare, emptied, as the queue: a consumer that hands back a small slice it
@@ -90,17 +129,19 @@ func (s *Subscription) push(ev *Event, bufSize int) bool {
 		return false
 	}
 	s.q = append(s.q, ev)
-	notify := s.notify
+	notify, ready := s.notify, s.ready
 	s.qmu.Unlock()
 	// After the append: a consumer woken by this token (or by one already
-	// there) takes ev.
+	// there) takes ev. One that asks for Ready later finds a token there.
 	if notify != nil {
 		notify()
 		return true
 	}
-	select {
-	case s.ready <- struct{}{}:
-	default:
+	if ready != nil {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
@@ -115,44 +156,53 @@ func (s *Subscription) push(ev *Event, bufSize int) bool {
 func (s *Subscription) Notify(f func()) {
 	s.qmu.Lock()
 	s.notify = f
-	pending := len(s.q) > 0
+	pending := len(s.q) > 0 || s.over.Load()
 	s.qmu.Unlock()
-	if f == nil {
-		return
-	}
-	select {
-	case <-s.done:
-		pending = true
-	default:
-	}
-	if pending {
+	if f != nil && pending {
 		f()
 	}
 }
 
-// wake wakes a consumer that waits through Notify; hub.mu is held and
-// done is closed.
-func (s *Subscription) wake() {
+// end tells the consumer the hub has ended s, for why: Done closes and a
+// Notify func is called. hub.mu is held, and end is called once.
+func (s *Subscription) end(why error) {
 	s.qmu.Lock()
-	notify := s.notify
+	s.err = why
+	s.over.Store(true)
+	done, notify := s.done, s.notify
 	s.qmu.Unlock()
+	if done != nil {
+		close(done)
+	}
 	if notify != nil {
 		notify()
 	}
 }
 
-// Done is closed when the hub ends the subscription; Err says why.
-func (s *Subscription) Done() <-chan struct{} { return s.done }
+// Done is closed when the hub ends the subscription; Err says why. A
+// consumer that selects in a loop keeps the channel rather than asking
+// each time; one that only looks now and then asks Ended.
+func (s *Subscription) Done() <-chan struct{} {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.done == nil {
+		if s.over.Load() {
+			return closed
+		}
+		s.done = make(chan struct{})
+	}
+	return s.done
+}
+
+// Ended reports whether the hub has ended the subscription.
+func (s *Subscription) Ended() bool { return s.over.Load() }
 
 // Err is ErrSlowConsumer, ErrTooMany or ErrShutdown (or the database error
-// that kept it from starting) once Done is closed.
+// that kept it from starting) once the subscription has ended.
 func (s *Subscription) Err() error {
-	select {
-	case <-s.done:
-		return s.err
-	default:
-		return nil
-	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.err
 }
 
 // Received tells the hub the consumer has drained events, so a subscriber

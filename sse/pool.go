@@ -395,11 +395,9 @@ func (c *conn) serve(sock *socket, buf []byte) []byte {
 	c.beat = false
 	c.mu.Unlock()
 
-	select {
-	case <-c.sub.Done():
+	if c.sub.Ended() {
 		c.close(c.sub.Err())
 		return buf
-	default:
 	}
 	now := time.Now()
 	if beat {
