@@ -77,16 +77,14 @@ type pollLoop struct {
 	stop            chan struct{}
 	workers         sync.WaitGroup
 
-	mu   sync.Mutex
-	cond *sync.Cond
-	// queue holds the connections for the workers to serve, from head on.
-	queue []*pollConn
-	head  int
+	// queue holds the connections for the workers to serve.
+	queue *poller.Queue[*pollConn]
+
+	mu    sync.Mutex
 	conns map[*pollConn]struct{}
 	// closing is set under mu (add reads it there) and read without it
 	// on every poll.
 	closing atomic.Bool
-	stopped bool
 	done    sync.WaitGroup // the connections
 }
 
@@ -99,8 +97,7 @@ func newPollLoop(s *Server, srv *http.Server) (*pollLoop, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &pollLoop{s: s, srv: srv, set: set, readSock: poller.NewSocket(), open: s.broker.Metrics.PollConns, ctx: ctx, cancel: cancel,
-		back: newHandBack(), stop: make(chan struct{}), conns: map[*pollConn]struct{}{}}
-	l.cond = sync.NewCond(&l.mu)
+		back: newHandBack(), stop: make(chan struct{}), queue: poller.NewQueue[*pollConn](), conns: map[*pollConn]struct{}{}}
 	return l, nil
 }
 
@@ -166,10 +163,7 @@ func (l *pollLoop) wait(ctx context.Context) error {
 	go func() {
 		l.done.Wait()
 		l.stopping.Do(func() {
-			l.mu.Lock()
-			l.stopped = true
-			l.cond.Broadcast()
-			l.mu.Unlock()
+			l.queue.Close()
 			close(l.stop)
 			l.set.Close()
 			l.workers.Wait()
@@ -184,49 +178,12 @@ func (l *pollLoop) wait(ctx context.Context) error {
 	}
 }
 
-// enqueue puts pc on the workers' queue.
-func (l *pollLoop) enqueue(pc *pollConn) {
-	l.mu.Lock()
-	l.queue = append(l.queue, pc)
-	l.mu.Unlock()
-	l.cond.Signal()
-}
-
-// pollBatch is how many connections a worker takes from the queue at
-// once: a fan-out queues a connection per poller.
-const pollBatch = 32
-
-// next waits for connections to serve and moves up to pollBatch of them
-// to into; none once the loop has stopped.
-func (l *pollLoop) next(into []*pollConn) []*pollConn {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for l.head == len(l.queue) && !l.stopped {
-		l.cond.Wait()
-	}
-	if l.stopped {
-		return into[:0]
-	}
-	n := min(pollBatch, len(l.queue)-l.head)
-	into = append(into[:0], l.queue[l.head:l.head+n]...)
-	clear(l.queue[l.head : l.head+n])
-	l.head += n
-	if l.head == len(l.queue) {
-		l.queue, l.head = l.queue[:0], 0
-	} else if l.head > len(l.queue)/2 {
-		n := copy(l.queue, l.queue[l.head:])
-		clear(l.queue[n:])
-		l.queue, l.head = l.queue[:n], 0
-	}
-	return into
-}
-
 // work is a worker goroutine.
 func (l *pollLoop) work() {
 	sock := poller.NewSocket()
 	var todo []*pollConn
 	for {
-		todo = l.next(todo)
+		todo = l.queue.Next(todo) // none once the loop has stopped
 		if len(todo) == 0 {
 			return
 		}
@@ -378,7 +335,7 @@ func (s *Server) takeOverPoll(c *gin.Context) bool {
 		pc.close()
 		return true
 	}
-	l.enqueue(pc)
+	l.queue.Push(pc)
 	return true
 }
 
@@ -415,7 +372,7 @@ func (pc *pollConn) signal(readable bool) {
 	}
 	pc.state = connQueued
 	pc.mu.Unlock()
-	pc.loop.enqueue(pc)
+	pc.loop.queue.Push(pc)
 }
 
 // run serves a queued connection on a worker.
@@ -451,7 +408,7 @@ func (pc *pollConn) release() {
 	case pc.readable || pc.woken:
 		pc.state = connQueued
 		pc.mu.Unlock()
-		pc.loop.enqueue(pc)
+		pc.loop.queue.Push(pc)
 		return
 	default:
 		pc.state = connIdle

@@ -57,10 +57,9 @@ type Config struct {
 type Pool struct {
 	cfg Config
 
+	queue *poller.Queue[*conn] // streams to write
+
 	mu    sync.Mutex
-	cond  *sync.Cond
-	queue []*conn // streams to write, from head on
-	head  int
 	conns map[*conn]struct{}
 	// closed: Shutdown began; no stream is taken and writers exit.
 	closed bool
@@ -87,8 +86,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, conns: map[*conn]struct{}{}, set: set, probe: newSocket()}
-	p.cond = sync.NewCond(&p.mu)
+	p := &Pool{cfg: cfg, queue: poller.NewQueue[*conn](), conns: map[*conn]struct{}{}, set: set, probe: newSocket()}
 	for range cfg.Writers {
 		p.writers.Go(p.write)
 	}
@@ -207,7 +205,7 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	for c := range p.conns {
 		open = append(open, c)
 	}
-	p.cond.Broadcast()
+	p.queue.Close() // the writers exit
 	p.mu.Unlock()
 	for _, c := range open {
 		c.close(events.ErrShutdown)
@@ -230,49 +228,6 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	}
 }
 
-// enqueue puts c on the writers' queue.
-func (p *Pool) enqueue(c *conn) {
-	p.mu.Lock()
-	p.queue = append(p.queue, c)
-	p.mu.Unlock()
-	p.cond.Signal()
-}
-
-// batch is how many streams a writer takes from the queue at once: a
-// fan-out queues thousands, and one lock per stream would make the
-// writers contend with the hub that queues them.
-const batch = 32
-
-// next waits for streams to write and moves up to batch of them to into;
-// it returns none once the pool is shut down.
-func (p *Pool) next(into []*conn) []*conn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for p.head == len(p.queue) && !p.closed {
-		p.cond.Wait()
-	}
-	if p.closed {
-		return into[:0]
-	}
-	n := min(batch, len(p.queue)-p.head)
-	into = append(into[:0], p.queue[p.head:p.head+n]...)
-	clear(p.queue[p.head : p.head+n])
-	p.head += n
-	switch {
-	case p.head == len(p.queue) && cap(p.queue) > 4096:
-		p.queue, p.head = nil, 0 // let a big fan-out's array go
-	case p.head == len(p.queue):
-		p.queue, p.head = p.queue[:0], 0
-	case p.head > len(p.queue)/2:
-		// Under a steady backlog the queue never empties: move what is
-		// left to the front rather than let append grow it for ever.
-		n := copy(p.queue, p.queue[p.head:])
-		clear(p.queue[n:])
-		p.queue, p.head = p.queue[:n], 0
-	}
-	return into
-}
-
 // maxBuffer is the largest frame buffer a writer keeps between streams.
 const maxBuffer = 256 << 10
 
@@ -282,7 +237,7 @@ func (p *Pool) write() {
 	var buf []byte
 	var todo []*conn
 	for {
-		todo = p.next(todo)
+		todo = p.queue.Next(todo) // none once the pool shuts down
 		if len(todo) == 0 {
 			return
 		}
@@ -332,7 +287,7 @@ func (c *conn) wake() {
 	case idle:
 		c.state = queued
 		c.mu.Unlock()
-		c.pool.enqueue(c)
+		c.pool.queue.Push(c)
 		return
 	case serving, draining:
 		c.woken = true
@@ -374,7 +329,7 @@ func (c *conn) release() {
 		c.woken = false
 		c.state = queued
 		c.mu.Unlock()
-		c.pool.enqueue(c)
+		c.pool.queue.Push(c)
 		return
 	default:
 		c.state = idle
