@@ -603,10 +603,10 @@ func (pc *pollConn) answer(sock *poller.Socket) bool {
 		go func() {
 			var err error
 			if ans.Typing, err = pc.loop.s.broker.TypingFor(pc.loop.ctx, pc.user); err != nil {
-				// The client polls again, from the same cursor, on a new
-				// connection: the session kept the events.
-				pc.loop.s.log.Warn("poll typing", slog.Any("err", err))
-				pc.close()
+				// The router serves the poll again and answers what it
+				// answers (503 while the database is away); the session
+				// kept the events for it.
+				pc.handBack(pc.req.head + "\r\n")
 				return
 			}
 			if pc.write(poller.NewSocket(), ans) {
@@ -749,16 +749,21 @@ func (pc *pollConn) close() {
 	pc.loop.remove(pc)
 }
 
-// handBack gives the connection back to net/http, which reads what is left
-// in the buffer first, as if it had come in on a new connection.
-func (pc *pollConn) handBack() {
+// handBack gives the connection back to net/http, which reads replay and
+// then what is left in the buffer first, as if it had come in on a new
+// connection.
+func (pc *pollConn) handBack(replay ...string) {
 	if !pc.gone() {
 		return
 	}
 	l := pc.loop
 	l.set.Remove(pc.raw, pc.key)
 	l.remove(pc)
-	pending := bytes.Clone(pc.buf[pc.off:pc.n])
+	var pending []byte
+	for _, r := range replay {
+		pending = append(pending, r...)
+	}
+	pending = append(pending, pc.buf[pc.off:pc.n]...)
 	// net/http sets the deadlines it wants; none of ours is left behind.
 	pc.nc.SetDeadline(time.Time{}) //nolint:errcheck // a closed connection fails its next read
 	// Served from the first hand-back on, when the server is set up and

@@ -446,3 +446,36 @@ func TestPollConnectionWaits(t *testing.T) {
 		}
 	})
 }
+
+// TestPollConnectionTypingReadFails: a taken-over poll whose answer needs
+// the database (somebody is typing) and cannot have it is not dropped: the
+// router serves it again and answers with its problem, and the pipelined
+// poll behind it is served too.
+func TestPollConnectionTypingReadFails(t *testing.T) {
+	t.Parallel()
+	store := dbtest.Open(t, "sqlite")
+	e := newEnv(t, store, testConfig())
+	alice, bob := e.register("alice"), e.register("bob")
+	g := e.group(alice, bob)
+	c, session, cursor := takenPoller(t, e, bob.Token, "poller/1")
+	e.must(http.StatusNoContent, "POST", "/v1/conversations/"+g.ID+"/typing", alice.Token, map[string]bool{"typing": true})
+	// A typing ping is an ephemeral event: the poll gets it, not the
+	// next one.
+	_, p := c.poll(pollRequest(bob.Token, session, cursor, "0"))
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.send(pollRequest(bob.Token, session, p.Cursor, "0", "X-Request-Id: typing-1\r\n") +
+		pollRequest(bob.Token, session, p.Cursor, "0", "X-Request-Id: typing-2\r\n"))
+	for _, id := range []string{"typing-1", "typing-2"} {
+		res, body := c.read()
+		var prob api.Problem
+		if err := json.Unmarshal(body, &prob); err != nil || res.StatusCode != http.StatusInternalServerError ||
+			prob.Code != api.CodeInternal || res.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("poll %s with the database closed: %d %s %s", id, res.StatusCode, res.Header.Get("Content-Type"), body)
+		}
+		if got := res.Header.Get("X-Request-Id"); got != id {
+			t.Fatalf("answer for %q came for %q", got, id)
+		}
+	}
+}

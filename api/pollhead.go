@@ -29,6 +29,9 @@ var crlf, crlf2 = []byte("\r\n"), []byte("\r\n\r\n")
 
 // pollRequest is what the fast path reads of a poll.
 type pollRequest struct {
+	// head is the request's head without its final empty line; the
+	// other fields are substrings of it.
+	head                              string
 	token, sessionID, cursor, timeout string
 	requestID, userAgent, query       string
 	// close: the client asked to close the connection after the answer.
@@ -53,7 +56,7 @@ func parsePoll(head string) (r pollRequest, ok bool) {
 	if path != pollRoute || !plainQuery(query) {
 		return r, false
 	}
-	r.query = query
+	r.head, r.query = head, query
 	// The first of each header counts, as net/http's Header.Get reads
 	// it, even when it is empty.
 	var auth, cookie string
