@@ -429,10 +429,19 @@ func TestPollConnectionWaits(t *testing.T) {
 			}
 		}
 
-		// Somebody types: the waiting poll answers early, with who.
+		// Somebody types: the waiting poll answers early, with who. The
+		// poller first takes every message sent so far (on Postgres one
+		// may reach the node's tail a moment after its send returned).
 		w = ws[2]
-		_, last := w.c.poll(pollRequest(bob.Token, w.session, w.cursor, "0"))
-		w.c.send(pollRequest(bob.Token, w.session, last.Cursor, "20"))
+		last := w.cursor
+		for seen := false; !seen; {
+			_, p := w.c.poll(pollRequest(bob.Token, w.session, last, "5"))
+			last = p.Cursor
+			for _, ev := range p.Events {
+				seen = seen || strings.Contains(string(ev.Data), third.ID)
+			}
+		}
+		w.c.send(pollRequest(bob.Token, w.session, last, "20"))
 		time.Sleep(100 * time.Millisecond)
 		e.must(http.StatusNoContent, "POST", "/v1/conversations/"+g.ID+"/typing", alice.Token, map[string]bool{"typing": true})
 		res, body := w.c.read()
