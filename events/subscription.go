@@ -24,8 +24,8 @@ type Subscription struct {
 
 	// Events are appended under hub.mu and qmu, and taken under qmu alone,
 	// so a consumer draining its queue never waits for the hub's lock.
-	// ready holds a token whenever q may be non-empty; a consumer that set
-	// notify is called instead (see Notify).
+	// Once made, ready holds a token whenever q may be non-empty; a
+	// consumer that set notify is called instead (see Notify).
 	//
 	// The channels a consumer selects on (ready, done, and caught below)
 	// are made when it first asks for them: a stream served by a writer
@@ -81,6 +81,9 @@ func (s *Subscription) Ready() <-chan struct{} {
 // position it was told had committed when it started (see Hub.Subscribe):
 // what a poll waits for before it answers that nothing is new.
 func (s *Subscription) CaughtUp() <-chan struct{} {
+	if s.caughtUp.Load() { // a kept poll feed's every poll: no lock
+		return closed
+	}
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
 	if s.caught == nil {
@@ -151,8 +154,9 @@ func (s *Subscription) push(ev *Event, bufSize int) bool {
 // goroutine of its own waiting (a stream served by a writer pool) is woken
 // through it. f is called under the hub's lock and must not block; it is
 // called at once if events already wait or the subscription has ended.
-// Notify(nil) goes back to Ready; a call of f already under way may still
-// come after it.
+// Notify(nil) goes back to Ready, which holds no token for what was queued
+// while f was set: the consumer takes the queue before it waits on Ready.
+// A call of f already under way may still come after Notify(nil).
 func (s *Subscription) Notify(f func()) {
 	s.qmu.Lock()
 	s.notify = f
