@@ -606,7 +606,7 @@ func (pc *pollConn) answer(sock *poller.Socket) bool {
 				// The router serves the poll again and answers what it
 				// answers (503 while the database is away); the session
 				// kept the events for it.
-				pc.handBack(pc.req.head + "\r\n")
+				pc.handBackWith(pc.req.head + "\r\n")
 				return
 			}
 			if pc.write(poller.NewSocket(), ans) {
@@ -749,21 +749,20 @@ func (pc *pollConn) close() {
 	pc.loop.remove(pc)
 }
 
-// handBack gives the connection back to net/http, which reads replay and
-// then what is left in the buffer first, as if it had come in on a new
-// connection.
-func (pc *pollConn) handBack(replay ...string) {
+// handBack gives the connection back to net/http, which reads what is left
+// in the buffer first, as if it had come in on a new connection.
+func (pc *pollConn) handBack() { pc.handBackWith("") }
+
+// handBackWith hands the connection back with replay read before the
+// buffer: a request already taken from it.
+func (pc *pollConn) handBackWith(replay string) {
 	if !pc.gone() {
 		return
 	}
 	l := pc.loop
 	l.set.Remove(pc.raw, pc.key)
 	l.remove(pc)
-	var pending []byte
-	for _, r := range replay {
-		pending = append(pending, r...)
-	}
-	pending = append(pending, pc.buf[pc.off:pc.n]...)
+	pending := append([]byte(replay), pc.buf[pc.off:pc.n]...)
 	// net/http sets the deadlines it wants; none of ours is left behind.
 	pc.nc.SetDeadline(time.Time{}) //nolint:errcheck // a closed connection fails its next read
 	// Served from the first hand-back on, when the server is set up and

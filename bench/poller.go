@@ -56,8 +56,9 @@ func (p *poller) close() {
 	}
 }
 
-// poll polls (the answer is good until the next poll): from cursor (none: the head, at once) and with the session
-// of the last answer (none: a new one), waiting up to timeout seconds.
+// poll polls from cursor (none: the head, at once) with the session of
+// the last answer (none: a new one), waiting up to timeout seconds. The
+// answer is good until the next poll.
 func (p *poller) poll(ctx context.Context, token, cursor string, timeout int, session string) (*pollJSON, error) {
 	if p.conn == nil {
 		conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", p.addr)

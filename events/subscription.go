@@ -63,6 +63,19 @@ var closed = func() chan struct{} {
 	return c
 }()
 
+// signal returns *c, made now if no one asked before; closed if what it
+// signals has already happened (then no one will close *c). Its caller
+// holds the lock under which *c is closed.
+func signal(c *chan struct{}, happened bool) <-chan struct{} {
+	if *c == nil {
+		if happened {
+			return closed
+		}
+		*c = make(chan struct{})
+	}
+	return *c
+}
+
 // Ready receives when events may be waiting for Take. A consumer that
 // selects in a loop keeps the channel rather than asking each time.
 func (s *Subscription) Ready() <-chan struct{} {
@@ -81,18 +94,12 @@ func (s *Subscription) Ready() <-chan struct{} {
 // position it was told had committed when it started (see Hub.Subscribe):
 // what a poll waits for before it answers that nothing is new.
 func (s *Subscription) CaughtUp() <-chan struct{} {
-	if s.caughtUp.Load() { // a kept poll feed's every poll: no lock
+	if s.isCaughtUp() { // a kept poll feed's every poll: no lock
 		return closed
 	}
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
-	if s.caught == nil {
-		if s.caughtUp.Load() {
-			return closed
-		}
-		s.caught = make(chan struct{})
-	}
-	return s.caught
+	return signal(&s.caught, s.isCaughtUp())
 }
 
 // isCaughtUp reports whether CaughtUp is closed, without the hub's lock.
@@ -189,13 +196,7 @@ func (s *Subscription) end(why error) {
 func (s *Subscription) Done() <-chan struct{} {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	if s.done == nil {
-		if s.over.Load() {
-			return closed
-		}
-		s.done = make(chan struct{})
-	}
-	return s.done
+	return signal(&s.done, s.over.Load())
 }
 
 // Ended reports whether the hub has ended the subscription.
