@@ -130,9 +130,7 @@ func scanAnswer(body []byte, out *pollJSON) error {
 				err := s.object(func(key []byte) error {
 					switch string(key) {
 					case "position":
-						v, err := s.str()
-						e.Position = string(v)
-						return err
+						return s.strTo(&e.Position)
 					case "type":
 						v, err := s.str()
 						e.Type = eventType(v)
@@ -149,13 +147,9 @@ func scanAnswer(body []byte, out *pollJSON) error {
 				return err
 			})
 		case "cursor":
-			v, err := s.str()
-			out.Cursor = string(v)
-			return err
+			return s.strTo(&out.Cursor)
 		case "session_id":
-			v, err := s.str()
-			out.SessionID = string(v)
-			return err
+			return s.strTo(&out.SessionID)
 		case "reset":
 			v, err := s.value()
 			out.Reset = string(v) == "true"
@@ -235,6 +229,13 @@ func (s *scanner) str() ([]byte, error) {
 		}
 	}
 	return nil, s.fail("unterminated string")
+}
+
+// strTo reads a string into *dst.
+func (s *scanner) strTo(dst *string) error {
+	v, err := s.str()
+	*dst = string(v)
+	return err
 }
 
 // value skips one value and returns its text.
